@@ -1,0 +1,180 @@
+//! Errors as HTTP responses: every rejection is an RFC 9457 `application/problem+json` document
+//! with a stable, machine-readable `code`.
+//!
+//! | code | status | raised by |
+//! |---|---|---|
+//! | `body_too_large` | 413 | [`limit`](crate::limit): declared or streamed length over the limit |
+//! | `length_mismatch` | 400 | a body longer or shorter than its `Content-Length` |
+//! | `incomplete_body` | 400 | the client stopped sending before the body ended |
+//! | `body_timeout` | 408 | the body stalled longer than the idle timeout |
+//! | `rate_limited` | 429 | [`rate_limit`](crate::rate_limit): too many requests |
+//! | `client_unidentified` | 400 | [`rate_limit`](crate::rate_limit): no client address to key on |
+//! | `content_type_mismatch`, `content_not_allowed`, `content_denied`, `executable_content`, `script_content` | 415 | [`sniff`](crate::sniff) |
+//! | `digest_mismatch` | 400 | [`hash`](crate::hash): the body does not match the client's digest |
+//! | `invalid_digest` | 400 | [`hash`](crate::hash): a malformed `Content-Digest`, `Repr-Digest` or `Content-MD5` |
+//! | `upload_not_found` | 404 | storage: unknown or unfinished id |
+//! | `offset_mismatch`, `upload_incomplete`, `upload_locked` | 409 / 409 / 423 | storage |
+//! | `invalid_multipart`, `missing_boundary`, `too_many_parts`, `field_too_large`, `part_headers_too_large`, `no_files` | 400 / 413 | the `form` endpoint |
+//! | `invalid_progress_id`, `invalid_range`, `storage_error` | 400 / 416 / 500 | router |
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+use std::{borrow::Cow, error::Error as StdError, fmt};
+
+/// The error type of bodies and services in this crate.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// An RFC 9457 problem: status, stable `code`, human `detail`, and optional extension members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    status: StatusCode,
+    code: &'static str,
+    detail: Cow<'static, str>,
+    extensions: Vec<(&'static str, serde_json::Value)>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+/// The stable code of a [`Problem`], placed in response extensions by [`Problem::into_http`] so
+/// that outer layers (progress, tracing) can tell why a request failed without parsing its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProblemCode(pub &'static str);
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(flatten)]
+    extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Problem {
+    /// A problem with the given status, code and detail message.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, code, detail: detail.into(), extensions: Vec::new(), headers: Vec::new() }
+    }
+
+    /// Adds an extension member to the JSON document (e.g. `"limit": 1048576`).
+    pub fn with(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.push((key, value.into()));
+        self
+    }
+
+    /// Adds a response header (e.g. `Retry-After`).
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The human-readable explanation.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The extension member `key`, if set.
+    pub fn extension(&self, key: &str) -> Option<&serde_json::Value> {
+        self.extensions.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The JSON document of this problem.
+    pub fn to_json(&self) -> Vec<u8> {
+        let body = ProblemBody {
+            kind: format!("urn:intake:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            extensions: self.extensions.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        };
+        serde_json::to_vec(&body).expect("a problem always serialises")
+    }
+
+    /// Renders the problem as an `application/problem+json` response.
+    pub fn into_http(self) -> Response<Full<Bytes>> {
+        let mut res = Response::new(Full::new(Bytes::from(self.to_json())));
+        *res.status_mut() = self.status;
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
+        res.extensions_mut().insert(ProblemCode(self.code));
+        res
+    }
+
+    /// Recognises the errors that the layers of this crate, hyper and tower-http raise while a
+    /// body is read (walking the `source()` chain), and describes them as a problem.
+    ///
+    /// Unknown errors become `400 incomplete_body`: a body that fails to read is the client's
+    /// stream breaking, not a fault of the server.
+    pub fn from_body_error(err: &(dyn StdError + 'static)) -> Problem {
+        let mut current: Option<&(dyn StdError + 'static)> = Some(err);
+        while let Some(e) = current {
+            if let Some(p) = e.downcast_ref::<Problem>() {
+                return p.clone();
+            }
+            if let Some(p) = e.downcast_ref::<BodyRejection>() {
+                return p.0.clone();
+            }
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                return Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body stalled for longer than the server's idle timeout",
+                );
+            }
+            if let Some(p) = e.downcast_ref::<crate::storage::StoreError>() {
+                return p.to_problem();
+            }
+            current = e.source();
+        }
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "incomplete_body",
+            format!("the request body could not be read to its end: {err}"),
+        )
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.detail)
+    }
+}
+
+impl StdError for Problem {}
+
+impl axum::response::IntoResponse for Problem {
+    fn into_response(self) -> axum::response::Response {
+        self.into_http().map(axum::body::Body::new)
+    }
+}
+
+/// The error a body wrapper of this crate yields when it refuses the bytes passing through it
+/// (too long, wrong digest, refused content). It carries the [`Problem`] the client should see;
+/// recognise it with [`Problem::from_body_error`].
+#[derive(Clone, Debug)]
+pub struct BodyRejection(pub Problem);
+
+impl fmt::Display for BodyRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StdError for BodyRejection {}

@@ -1,0 +1,140 @@
+use super::{FormHashing, HashAlgorithm, HashBody, HashLayer, ResponseFuture, expected_digests};
+use crate::body::Tripwire;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tower_service::Service;
+
+/// Middleware that hashes request bodies as they stream and verifies client digests. See the
+/// [module docs](super).
+#[derive(Clone, Debug)]
+pub struct Hash<S> {
+    inner: S,
+    algorithms: Arc<[HashAlgorithm]>,
+}
+
+impl<S> Hash<S> {
+    /// Wraps `inner`, computing `algorithms`.
+    pub fn new(inner: S, algorithms: Arc<[HashAlgorithm]>) -> Self {
+        Self { inner, algorithms }
+    }
+
+    /// A [`HashLayer`] computing `algorithms`.
+    pub fn layer(algorithms: impl IntoIterator<Item = HashAlgorithm>) -> HashLayer {
+        HashLayer::new(algorithms)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Hash<S>
+where
+    S: Service<Request<HashBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body<Data = Bytes>,
+{
+    type Response = Response<crate::body::ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let expected = match expected_digests(req.headers()) {
+            Ok(e) => e,
+            Err(problem) => return ResponseFuture::rejected(problem),
+        };
+        let multipart = crate::declared::is_multipart(req.headers());
+        // A form's files are hashed one by one by the form handler; the whole body is hashed
+        // only to verify a digest the client sent for it.
+        let algorithms: &[HashAlgorithm] = if multipart { &[] } else { &self.algorithms };
+        let tripwire = Tripwire::default();
+        let (mut parts, body) = req.into_parts();
+        let (body, handle) = HashBody::with_tripwire(body, algorithms, expected, tripwire.clone());
+        parts.extensions.insert(handle);
+        if multipart {
+            parts.extensions.insert(FormHashing(self.algorithms.clone()));
+        }
+        ResponseFuture::future(self.inner.call(Request::from_parts(parts, body)), Some(tripwire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        hash::DigestHandle,
+        test_util::{TestBody, chunked, json, read},
+    };
+    use http::StatusCode;
+    use http_body_util::Full;
+    use std::convert::Infallible;
+    use tower::{ServiceExt, service_fn};
+
+    /// Reads the body and answers with the SHA-256 it saw; a body error becomes a 500 that the
+    /// layer must replace.
+    fn svc() -> Hash<impl Service<Request<HashBody<TestBody>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone> {
+        Hash::new(
+            service_fn(|req: Request<HashBody<TestBody>>| async move {
+                let handle = req.extensions().get::<DigestHandle>().cloned().unwrap();
+                Ok(match read(req.into_body()).await {
+                    Ok(_) => Response::new(Full::from(handle.get().unwrap().get("sha-256").unwrap().to_owned())),
+                    Err(_) => Response::builder().status(500).body(Full::default()).unwrap(),
+                })
+            }),
+            Arc::from([HashAlgorithm::Sha256]),
+        )
+    }
+
+    #[tokio::test]
+    async fn digests_reach_the_service() {
+        let res = svc().oneshot(Request::post("/").body(chunked(&[b"a", b"bc"])).unwrap()).await.unwrap();
+        assert_eq!(read(res.into_body()).await.unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[tokio::test]
+    async fn matching_client_digests_pass() {
+        let req = Request::post("/")
+            .header("content-digest", "sha-256=:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=:")
+            .header("content-md5", "kAFQmDzST7DWlj99KOF/cg==")
+            .body(chunked(&[b"abc"]))
+            .unwrap();
+        assert_eq!(svc().oneshot(req).await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_client_digest_is_refused() {
+        let req = Request::post("/").header("content-md5", "kAFQmDzST7DWlj99KOF/cg==").body(chunked(&[b"abd"])).unwrap();
+        let res = svc().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let json = json(res).await;
+        assert_eq!(json["code"], "digest_mismatch");
+        assert_eq!(json["algorithm"], "md5");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_digest_header_is_refused_before_reading() {
+        let req = Request::post("/").header("repr-digest", "sha-256=:xyz").body(chunked(&[b"abc"])).unwrap();
+        let res = svc().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(json(res).await["code"], "invalid_digest");
+    }
+}

@@ -1,0 +1,119 @@
+//! An in-memory store for tests and examples.
+
+use super::{
+    ByteStream, Digests, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard, check_room,
+    now_secs, resolve_range,
+};
+use crate::id::UploadId;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::{
+    collections::{HashMap, HashSet},
+    ops::Range,
+    sync::{Arc, Mutex},
+};
+
+/// Keeps uploads and objects in memory. Cloning shares the contents.
+#[derive(Clone, Debug, Default)]
+pub struct InMemory {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    uploads: Mutex<HashMap<UploadId, (UploadInfo, BytesMut)>>,
+    objects: Mutex<HashMap<UploadId, (StoredObject, Bytes)>>,
+    writing: Mutex<HashSet<UploadId>>,
+}
+
+impl InMemory {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many unfinished uploads are held (for tests that check nothing is left behind).
+    pub fn pending_uploads(&self) -> usize {
+        self.inner.uploads.lock().expect("lock poisoned").len()
+    }
+
+    /// How many finished objects are held.
+    pub fn objects(&self) -> usize {
+        self.inner.objects.lock().expect("lock poisoned").len()
+    }
+
+    fn upload<T>(&self, id: &UploadId, f: impl FnOnce(&mut (UploadInfo, BytesMut)) -> T) -> Result<T, StoreError> {
+        let mut uploads = self.inner.uploads.lock().expect("lock poisoned");
+        uploads.get_mut(id).map(f).ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+}
+
+#[async_trait]
+impl Store for InMemory {
+    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+        let info = UploadInfo { id: UploadId::random(), offset: 0, length: upload.length, meta: upload.meta, created_at: now_secs() };
+        self.inner.uploads.lock().expect("lock poisoned").insert(info.id.clone(), (info.clone(), BytesMut::new()));
+        Ok(info)
+    }
+
+    async fn write(&self, id: &UploadId, offset: u64, mut data: ByteStream<'_>) -> Result<u64, StoreError> {
+        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
+        let (start, length) = self.upload(id, |(info, _)| (info.offset, info.length))?;
+        if start != offset {
+            return Err(StoreError::OffsetMismatch { expected: start, given: offset });
+        }
+        let room = length.map(|l| l - start);
+        let mut written = 0u64;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(StoreError::Body)?;
+            check_room(&chunk, written, room, length)?;
+            written += chunk.len() as u64;
+            self.upload(id, |(info, buf)| {
+                buf.extend_from_slice(&chunk);
+                info.offset += chunk.len() as u64;
+            })?;
+        }
+        Ok(start + written)
+    }
+
+    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+        self.upload(id, |(info, _)| info.clone())
+    }
+
+    async fn finish(&self, id: &UploadId, digests: Digests) -> Result<StoredObject, StoreError> {
+        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
+        let mut uploads = self.inner.uploads.lock().expect("lock poisoned");
+        let (info, _) = uploads.get(id).ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        if let Some(length) = info.length.filter(|&l| l != info.offset) {
+            return Err(StoreError::Incomplete { offset: info.offset, length });
+        }
+        let (info, data) = uploads.remove(id).expect("checked above");
+        let object = StoredObject { id: info.id, size: info.offset, meta: info.meta, digests, created_at: info.created_at };
+        self.inner.objects.lock().expect("lock poisoned").insert(id.clone(), (object.clone(), data.freeze()));
+        Ok(object)
+    }
+
+    async fn abort(&self, id: &UploadId) -> Result<(), StoreError> {
+        self.inner.uploads.lock().expect("lock poisoned").remove(id).map(drop).ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError> {
+        let objects = self.inner.objects.lock().expect("lock poisoned");
+        objects.get(id).map(|(o, _)| o.clone()).ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    async fn read(&self, id: &UploadId, range: Option<Range<u64>>) -> Result<ObjectRead, StoreError> {
+        let (object, data) = {
+            let objects = self.inner.objects.lock().expect("lock poisoned");
+            objects.get(id).cloned().ok_or_else(|| StoreError::NotFound(id.clone()))?
+        };
+        let range = resolve_range(range, object.size)?;
+        let bytes = data.slice(range.start as usize..range.end as usize);
+        Ok(ObjectRead { object, range, body: futures_util::stream::iter([Ok(bytes)]).boxed() })
+    }
+
+    async fn delete(&self, id: &UploadId) -> Result<(), StoreError> {
+        self.inner.objects.lock().expect("lock poisoned").remove(id).map(drop).ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+}

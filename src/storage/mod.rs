@@ -1,0 +1,372 @@
+//! Pluggable storage: a small required trait that every backend implements.
+//!
+//! The trait is shaped for resumable protocols (tus, chunked uploads) as well as one-shot ones:
+//! an upload is *created*, receives bytes *written at an offset* (possibly over many requests
+//! and processes), and is then *finished* — only then does it become an object that can be read.
+//! An upload that fails is *aborted* and leaves nothing behind.
+//!
+//! | backend | feature | notes |
+//! |---|---|---|
+//! | [`LocalDisk`] | `local-disk` (default) | temp file, atomic rename on finish, fsync policy |
+//! | [`InMemory`] | always | for tests and docs |
+//!
+//! Every backend must pass the [`conformance`] suite.
+//!
+//! Convenience operations built from the required ones live in [`StoreExt`], implemented for
+//! every store, so implementors cannot get them subtly wrong.
+//!
+//! # Examples
+//! ```
+//! use intake::storage::{InMemory, NewUpload, Store, StoreExt};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let store = InMemory::new();
+//! let object = store
+//!     .put(NewUpload::default(), futures_util::stream::iter([Ok(bytes::Bytes::from("hello"))]))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(object.size, 5);
+//! # }
+//! ```
+
+pub mod conformance;
+#[cfg(feature = "local-disk")]
+mod local;
+mod memory;
+
+#[cfg(feature = "local-disk")]
+pub use local::{FsyncPolicy, LocalDisk};
+pub use memory::InMemory;
+
+use crate::{
+    error::{BoxError, Problem},
+    id::UploadId,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, stream::BoxStream};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    ops::Range,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// Bytes on their way into a store.
+pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, BoxError>>;
+
+/// What the client said about a file, kept with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// The sanitised client file name (metadata only, never a path).
+    pub name: Option<String>,
+    /// The media type, as verified by sniffing when the sniff layer ran.
+    pub content_type: Option<String>,
+    /// Free-form metadata (form field name, tus `Upload-Metadata`, tenant, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// A request to start an upload.
+#[derive(Clone, Debug, Default)]
+pub struct NewUpload {
+    /// The final length, when known in advance; writes past it fail.
+    pub length: Option<u64>,
+    /// Metadata kept with the upload and the object.
+    pub meta: FileMeta,
+}
+
+/// Digests of an object's bytes, keyed by algorithm name (RFC 9530 names: `sha-256`, `md5`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digests(pub BTreeMap<String, String>);
+
+impl Digests {
+    /// Records a digest, given as raw bytes (kept as lowercase hex).
+    pub fn insert(&mut self, algorithm: &str, digest: &[u8]) {
+        self.0.insert(algorithm.to_owned(), crate::id::to_hex(digest));
+    }
+
+    /// The hex digest for an algorithm.
+    pub fn get(&self, algorithm: &str) -> Option<&str> {
+        self.0.get(algorithm).map(String::as_str)
+    }
+}
+
+/// The state of an upload that is not finished yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadInfo {
+    /// The upload's id, which the object keeps.
+    pub id: UploadId,
+    /// How many bytes have been durably received.
+    pub offset: u64,
+    /// The final length, when known.
+    pub length: Option<u64>,
+    /// Metadata.
+    pub meta: FileMeta,
+    /// Seconds since the Unix epoch when the upload was created.
+    pub created_at: u64,
+}
+
+/// A finished, readable object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// The id (also the storage key).
+    pub id: UploadId,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Metadata.
+    pub meta: FileMeta,
+    /// Digests computed while the bytes streamed in.
+    pub digests: Digests,
+    /// Seconds since the Unix epoch when the upload was created.
+    pub created_at: u64,
+}
+
+/// A byte range of an object being read.
+pub struct ObjectRead {
+    /// The object.
+    pub object: StoredObject,
+    /// The bytes the stream yields (the whole object when no range was asked for).
+    pub range: Range<u64>,
+    /// The bytes.
+    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+impl fmt::Debug for ObjectRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectRead").field("object", &self.object).field("range", &self.range).finish()
+    }
+}
+
+/// Errors of a store. Each maps to an HTTP status and a stable code through
+/// [`StoreError::to_problem`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such upload or object.
+    NotFound(UploadId),
+    /// A write did not start at the upload's current offset.
+    OffsetMismatch {
+        /// The upload's offset.
+        expected: u64,
+        /// The offset the write asked for.
+        given: u64,
+    },
+    /// A write would pass the declared length.
+    LengthExceeded {
+        /// The declared length.
+        length: u64,
+    },
+    /// `finish` was called before all declared bytes arrived.
+    Incomplete {
+        /// Bytes received.
+        offset: u64,
+        /// Bytes declared.
+        length: u64,
+    },
+    /// Another write to the same upload is in progress.
+    Locked(UploadId),
+    /// A range outside the object.
+    InvalidRange {
+        /// The object's size.
+        size: u64,
+    },
+    /// The body being written failed (client error, rejection by a layer); bytes before the
+    /// failure are kept and [`Store::info`] reports the offset reached.
+    Body(BoxError),
+    /// The backend failed.
+    Backend(BoxError),
+}
+
+impl StoreError {
+    /// A backend failure from any error.
+    pub fn backend(err: impl Into<BoxError>) -> Self {
+        StoreError::Backend(err.into())
+    }
+
+    /// The problem a client should see. Backend failures are logged, not shown.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            StoreError::NotFound(id) => {
+                Problem::new(StatusCode::NOT_FOUND, "upload_not_found", format!("no upload or file with id {id}"))
+            }
+            StoreError::OffsetMismatch { expected, given } => Problem::new(
+                StatusCode::CONFLICT,
+                "offset_mismatch",
+                format!("the upload is at offset {expected}, not {given}"),
+            )
+            .with("offset", *expected),
+            StoreError::LengthExceeded { length } => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "length_exceeded",
+                format!("the upload was declared to be {length} bytes long"),
+            ),
+            StoreError::Incomplete { offset, length } => Problem::new(
+                StatusCode::CONFLICT,
+                "upload_incomplete",
+                format!("{offset} of {length} bytes received"),
+            ),
+            StoreError::Locked(id) => {
+                Problem::new(StatusCode::LOCKED, "upload_locked", format!("upload {id} is being written by another request"))
+            }
+            StoreError::InvalidRange { size } => Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "invalid_range",
+                format!("the requested range is outside the {size}-byte file"),
+            )
+            .with("size", *size),
+            StoreError::Body(err) => Problem::from_body_error(err.as_ref()),
+            StoreError::Backend(err) => {
+                tracing::error!(error = %err, "storage backend failed");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the storage backend failed")
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Body(e) => write!(f, "body failed: {e}"),
+            StoreError::Backend(e) => write!(f, "storage backend failed: {e}"),
+            other => f.write_str(other.to_problem().detail()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Body(e) | StoreError::Backend(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(err: std::io::Error) -> Self {
+        StoreError::Backend(Box::new(err))
+    }
+}
+
+/// The required storage operations. See the [module docs](self).
+///
+/// Contract (checked by [`conformance::run`]):
+/// - ids are chosen by the store (`create`), random and unguessable;
+/// - `write` appends at exactly the current offset, never past the declared length, keeps the
+///   bytes received before a failing body and reports the failure as [`StoreError::Body`];
+///   concurrent writes to one upload fail with [`StoreError::Locked`];
+/// - an upload is invisible to `head`/`read` until `finish` succeeds, and `finish` is atomic;
+/// - `abort` removes every trace of an unfinished upload.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Starts an upload.
+    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError>;
+
+    /// Appends `data` at `offset`, which must be the upload's current offset. Returns the new
+    /// offset.
+    async fn write(&self, id: &UploadId, offset: u64, data: ByteStream<'_>) -> Result<u64, StoreError>;
+
+    /// The state of an unfinished upload.
+    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError>;
+
+    /// Makes the upload a readable object, atomically. With a declared length, all of it must
+    /// have arrived.
+    async fn finish(&self, id: &UploadId, digests: Digests) -> Result<StoredObject, StoreError>;
+
+    /// Discards an unfinished upload and its bytes.
+    async fn abort(&self, id: &UploadId) -> Result<(), StoreError>;
+
+    /// A finished object's description.
+    async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError>;
+
+    /// A finished object's bytes, all or `range` (which must lie inside the object).
+    async fn read(&self, id: &UploadId, range: Option<Range<u64>>) -> Result<ObjectRead, StoreError>;
+
+    /// Deletes a finished object.
+    async fn delete(&self, id: &UploadId) -> Result<(), StoreError>;
+}
+
+/// Operations built from [`Store`]'s required ones, for every store.
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Creates an upload, writes all of `data`, and finishes it with `digests` computed by the
+    /// caller — or aborts it if anything fails, leaving nothing behind.
+    async fn put_with<S>(&self, upload: NewUpload, data: S, digests: impl FnOnce() -> Digests + Send) -> Result<StoredObject, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, BoxError>> + Send,
+    {
+        let info = self.create(upload).await?;
+        let written = self.write(&info.id, 0, data.boxed()).await;
+        let finished = match written {
+            Ok(_) => self.finish(&info.id, digests()).await,
+            Err(e) => Err(e),
+        };
+        if finished.is_err() {
+            if let Err(e) = self.abort(&info.id).await {
+                tracing::warn!(id = %info.id, error = %e, "could not abort a failed upload");
+            }
+        }
+        finished
+    }
+
+    /// [`put_with`](StoreExt::put_with) without digests.
+    async fn put<S>(&self, upload: NewUpload, data: S) -> Result<StoredObject, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, BoxError>> + Send,
+    {
+        self.put_with(upload, data, Digests::default).await
+    }
+}
+
+impl<T: Store + ?Sized> StoreExt for T {}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Checks a requested range against an object's size.
+pub(crate) fn resolve_range(range: Option<Range<u64>>, size: u64) -> Result<Range<u64>, StoreError> {
+    match range {
+        None => Ok(0..size),
+        Some(r) if r.start <= r.end && r.end <= size => Ok(r),
+        Some(_) => Err(StoreError::InvalidRange { size }),
+    }
+}
+
+/// Holds the per-upload write lock of a single-process store until dropped.
+pub(crate) struct WriteGuard<'a> {
+    locks: &'a std::sync::Mutex<std::collections::HashSet<UploadId>>,
+    id: UploadId,
+}
+
+impl<'a> WriteGuard<'a> {
+    pub(crate) fn acquire(
+        locks: &'a std::sync::Mutex<std::collections::HashSet<UploadId>>,
+        id: &UploadId,
+    ) -> Result<Self, StoreError> {
+        let mut held = locks.lock().expect("lock poisoned");
+        if !held.insert(id.clone()) {
+            return Err(StoreError::Locked(id.clone()));
+        }
+        Ok(Self { locks, id: id.clone() })
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.locks.lock() {
+            held.remove(&self.id);
+        }
+    }
+}
+
+/// Takes from `data` at most `room` more bytes (the rest of a declared length), failing with
+/// [`StoreError::LengthExceeded`] when the stream holds more; `None` means no declared length.
+pub(crate) fn check_room(chunk: &Bytes, written: u64, room: Option<u64>, length: Option<u64>) -> Result<(), StoreError> {
+    match (room, length) {
+        (Some(room), Some(length)) if written + chunk.len() as u64 > room => Err(StoreError::LengthExceeded { length }),
+        _ => Ok(()),
+    }
+}
