@@ -1,1 +1,164 @@
-fn main(){}
+//! An upload server on intake's defaults: local disk, no external services.
+//!
+//! ```text
+//! cargo run --example server
+//! ```
+//! Then open http://127.0.0.1:3000/ and drop some files.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `INTAKE_ADDR` | `127.0.0.1:3000` | listen address |
+//! | `INTAKE_DIR` | `./uploads` | storage directory |
+//! | `INTAKE_MAX_BODY` | `1073741824` | largest upload body, bytes |
+//! | `INTAKE_RATE` | `20` | requests per second per client (0: no limit) |
+//! | `INTAKE_RATE_BURST` | `40` | request burst per client |
+//! | `INTAKE_BYTES_PER_SEC` | `0` | body bytes per second per client (0: no limit) |
+//! | `INTAKE_TRUSTED_PROXIES` | (none) | comma-separated proxy IPs whose `X-Forwarded-For` is believed |
+//! | `INTAKE_BODY_TIMEOUT_SECS` | `30` | a body that stalls this long is ended (408) |
+//! | `INTAKE_SHUTDOWN_GRACE_SECS` | `30` | on SIGINT/SIGTERM, how long uploads in flight may finish |
+//! | `INTAKE_FSYNC` | `finish` | `never`, `finish` or `always` |
+//! | `INTAKE_ALLOW` | (any) | comma-separated allowed types, e.g. `image/*,application/pdf` |
+
+use axum::{Router, response::Html, routing::get};
+use intake::{
+    Uploads,
+    rate_limit::RateLimitLayer,
+    sniff::ContentPolicy,
+    storage::{FsyncPolicy, LocalDisk},
+};
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+use tokio::sync::watch;
+
+/// Settings read from the environment.
+#[derive(Debug)]
+struct Settings {
+    addr: SocketAddr,
+    dir: String,
+    max_body: u64,
+    rate: u32,
+    burst: u32,
+    bytes_per_sec: u32,
+    trusted: Vec<std::net::IpAddr>,
+    body_timeout: Duration,
+    grace: Duration,
+    fsync: FsyncPolicy,
+    allow: Vec<String>,
+}
+
+fn var<T: FromStr>(name: &str, default: T) -> T
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().unwrap_or_else(|e| panic!("{name}={v:?} is not valid: {e}")),
+        _ => default,
+    }
+}
+
+fn list(name: &str) -> Vec<String> {
+    std::env::var(name).unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        Self {
+            addr: var("INTAKE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000))),
+            dir: var("INTAKE_DIR", "uploads".to_owned()),
+            max_body: var("INTAKE_MAX_BODY", 1u64 << 30),
+            rate: var("INTAKE_RATE", 20),
+            burst: var("INTAKE_RATE_BURST", 40),
+            bytes_per_sec: var("INTAKE_BYTES_PER_SEC", 0),
+            trusted: list("INTAKE_TRUSTED_PROXIES").iter().map(|s| s.parse().expect("INTAKE_TRUSTED_PROXIES holds IP addresses")).collect(),
+            body_timeout: Duration::from_secs(var("INTAKE_BODY_TIMEOUT_SECS", 30)),
+            grace: Duration::from_secs(var("INTAKE_SHUTDOWN_GRACE_SECS", 30)),
+            fsync: match var("INTAKE_FSYNC", "finish".to_owned()).as_str() {
+                "never" => FsyncPolicy::Never,
+                "always" => FsyncPolicy::Always,
+                "finish" => FsyncPolicy::OnFinish,
+                other => panic!("INTAKE_FSYNC={other:?}: use never, finish or always"),
+            },
+            allow: list("INTAKE_ALLOW"),
+        }
+    }
+}
+
+fn rate_limit(s: &Settings) -> RateLimitLayer {
+    let layer = match s.rate {
+        0 => RateLimitLayer::unlimited_requests(),
+        n => RateLimitLayer::per_second(n).burst(s.burst.max(1)),
+    };
+    let layer = match s.bytes_per_sec {
+        0 => layer,
+        n => layer.bytes_per_second(n),
+    };
+    let layer = layer.trusted_proxies(s.trusted.iter().copied());
+    if s.rate == 0 && s.bytes_per_sec == 0 { RateLimitLayer::disabled() } else { layer }
+}
+
+/// The whole app: the demo page, `/health`, and the uploads router at `/upload`.
+fn app(s: &Settings) -> Router {
+    let uploads = Uploads::new(LocalDisk::new(&s.dir).with_fsync(s.fsync))
+        .max_body(s.max_body)
+        .rate_limit(rate_limit(s))
+        .body_idle_timeout(s.body_timeout)
+        .content_policy(ContentPolicy::default().allow(s.allow.iter().cloned()));
+    Router::new()
+        .route("/", get(|| async { Html(include_str!("index.html")) }))
+        .route("/health", get(|| async { "ok" }))
+        .nest("/upload", uploads.into_router())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install the SIGTERM handler").recv().await;
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).init();
+    let settings = Settings::from_env();
+    let listener = tokio::net::TcpListener::bind(settings.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, dir = %settings.dir, "intake upload server listening; open http://{}/", listener.local_addr()?);
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let mut server = tokio::spawn({
+        let mut stop_rx = stop_rx.clone();
+        let app = app(&settings);
+        async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        }
+    });
+    tokio::select! {
+        result = &mut server => return result.expect("server task").map_err(std::io::Error::other),
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!(grace = ?settings.grace, "shutting down: no new connections; uploads in flight may finish");
+    let _ = stop_tx.send(true);
+    let _ = stop_rx.borrow_and_update();
+    match tokio::time::timeout(settings.grace, &mut server).await {
+        Ok(result) => result.expect("server task").map_err(std::io::Error::other)?,
+        Err(_) => {
+            tracing::warn!("grace period over: aborting uploads still in flight");
+            server.abort();
+            let _ = server.await;
+            // Dropped uploads abort themselves on spawned tasks: let them run.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

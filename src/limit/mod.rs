@@ -37,3 +37,4 @@ mod service;
 
 pub use self::{body::LimitedBody, layer::BodyLimitLayer, service::BodyLimit};
 pub use crate::future::ResponseFuture;
+pub(crate) use service::too_large as too_large_problem;

@@ -87,6 +87,11 @@ impl RateLimitLayer<PeerIp> {
         Self::build(PeerIp::default(), None, None, None, Duration::from_secs(60))
     }
 
+    /// No limits at all: the layer passes requests through untouched.
+    pub fn disabled() -> Self {
+        Self::build(PeerIp::default(), None, None, None, Duration::from_secs(60))
+    }
+
     /// Believes `Forwarded` / `X-Forwarded-For` only from these proxies.
     pub fn trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
         self.key_extractor(PeerIp::with_trusted_proxies(proxies))

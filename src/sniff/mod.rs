@@ -28,7 +28,7 @@
 //!     .service(service_fn(|_req: http::Request<_>| async {
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
 //!     }));
-//! let elf = http_body_util::Full::from(&b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0"[..]);
+//! let elf = http_body_util::Full::from(bytes::Bytes::copy_from_slice(&[&b"\x7fELF\x02\x01\x01"[..], &[0u8; 57][..]].concat()));
 //! let req = http::Request::post("/upload?name=cat.png").body(elf).unwrap();
 //! assert_eq!(svc.oneshot(req).await.unwrap().status(), 415);
 //! # }

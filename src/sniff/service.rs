@@ -93,7 +93,7 @@ mod tests {
     };
     use tower::{ServiceExt, service_fn};
 
-    const ELF: &[u8] = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0";
+    const ELF: &[u8] = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
     fn svc(calls: Arc<AtomicUsize>) -> Sniff<impl Service<Request<SniffBody<TestBody>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone> {
         Sniff::new(

@@ -1,0 +1,255 @@
+//! Storing one body as one object: the innermost piece of every one-shot upload, used by the
+//! raw endpoint and by [`StoreService`].
+
+use crate::{
+    body::data_stream,
+    declared::DeclaredFile,
+    error::{BoxError, Problem},
+    id::UploadId,
+    storage::{Digests, FileMeta, NewUpload, Store, StoredObject},
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header, request::Parts};
+use http_body::Body;
+use http_body_util::Full;
+use serde::Serialize;
+use std::{collections::BTreeMap, sync::Arc};
+
+/// A stored file as the upload endpoints describe it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UploadedFile {
+    /// The server-chosen id.
+    pub id: String,
+    /// The sanitised client file name.
+    pub name: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// The stored (sniffed, when sniffing ran) media type.
+    pub content_type: String,
+    /// Hex SHA-256, when computed.
+    pub sha256: Option<String>,
+    /// Every digest computed, hex, by algorithm name.
+    pub digests: BTreeMap<String, String>,
+    /// Where to download it.
+    pub url: String,
+    /// The form field it came in, for form uploads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl UploadedFile {
+    /// Describes `object`, downloadable under `files_url` (`{prefix}/files`).
+    pub fn new(object: &StoredObject, files_url: &str) -> Self {
+        Self {
+            id: object.id.to_string(),
+            name: object.meta.name.clone(),
+            size: object.size,
+            content_type: object.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+            sha256: object.digests.get("sha-256").map(str::to_owned),
+            digests: object.digests.0.clone(),
+            url: format!("{}/{}", files_url.trim_end_matches('/'), object.id),
+            field: object.meta.extra.get("field").cloned(),
+        }
+    }
+}
+
+/// The JSON body of a successful upload (`201 Created`).
+#[derive(Clone, Debug, Serialize)]
+pub struct UploadResponse {
+    /// The stored files.
+    pub files: Vec<UploadedFile>,
+    /// Text fields of a form (a name sent more than once maps to an array).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The progress id the client named, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_id: Option<String>,
+}
+
+impl UploadResponse {
+    /// `201 Created` with `Location` of the first file and the JSON body.
+    pub fn into_http(self) -> Response<Full<Bytes>> {
+        let mut res = Response::new(Full::from(serde_json::to_vec(&self).expect("serialisable")));
+        *res.status_mut() = StatusCode::CREATED;
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(loc) = self.files.first().and_then(|f| HeaderValue::from_str(&f.url).ok()) {
+            res.headers_mut().insert(header::LOCATION, loc);
+        }
+        res
+    }
+}
+
+/// The content type to store: what sniffing found, else what was declared, else a guess from
+/// the extension, else `application/octet-stream`.
+pub(crate) fn stored_content_type(parts_ext: &http::Extensions, declared: &DeclaredFile) -> Option<String> {
+    #[cfg(feature = "sniff")]
+    if let Some(s) = parts_ext.get::<crate::sniff::Sniffed>() {
+        return Some(s.content_type.clone());
+    }
+    let _ = parts_ext;
+    declared.content_type.clone()
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok())
+}
+
+/// Aborts an upload whose request is dropped before it finished (client gone, server shutting
+/// down), so no partial upload outlives its request.
+pub(crate) struct AbortOnDrop {
+    store: Arc<dyn Store>,
+    id: Option<UploadId>,
+}
+
+impl AbortOnDrop {
+    pub(crate) fn new(store: Arc<dyn Store>, id: UploadId) -> Self {
+        Self { store, id: Some(id) }
+    }
+
+    /// The upload finished or was aborted by its handler: nothing to do on drop.
+    pub(crate) fn disarm(mut self) {
+        self.id = None;
+    }
+
+    /// Aborts now.
+    pub(crate) async fn abort(mut self) {
+        if let Some(id) = self.id.take() {
+            if let Err(e) = self.store.abort(&id).await {
+                tracing::warn!(%id, error = %e, "could not abort a failed upload");
+            }
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let store = self.store.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    tracing::info!(%id, "aborting an upload whose request was dropped");
+                    let _ = store.abort(&id).await;
+                });
+            }
+        }
+    }
+}
+
+/// Stores a request body as one object, named by `Content-Disposition` or `?name=`, typed by the
+/// sniff layer's verdict (or `Content-Type`), with the digests of the hash layer (if they ran).
+/// On any failure — or if the returned future is dropped — the upload is aborted and nothing is
+/// stored.
+pub async fn store_body<B>(store: &Arc<dyn Store>, parts: &Parts, body: B) -> Result<StoredObject, Problem>
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    let declared = DeclaredFile::from_request(&parts.uri, &parts.headers);
+    let meta = FileMeta { content_type: stored_content_type(&parts.extensions, &declared), name: declared.name, ..FileMeta::default() };
+    let upload = NewUpload { length: declared_length(&parts.headers), meta };
+    let info = store.create(upload).await.map_err(|e| e.to_problem())?;
+    let guard = AbortOnDrop::new(store.clone(), info.id.clone());
+    let result = match store.write(&info.id, 0, data_stream(body)).await {
+        Ok(_) => store.finish(&info.id, body_digests(&parts.extensions)).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(object) => {
+            guard.disarm();
+            Ok(object)
+        }
+        Err(e) => {
+            guard.abort().await;
+            Err(e.to_problem())
+        }
+    }
+}
+
+/// The digests the hash layer computed for a request body that has been read to its end.
+pub(crate) fn body_digests(extensions: &http::Extensions) -> Digests {
+    #[cfg(feature = "hash")]
+    if let Some(d) = extensions.get::<crate::hash::DigestHandle>().and_then(|h| h.get()) {
+        return d.clone();
+    }
+    let _ = extensions;
+    Digests::default()
+}
+
+/// The progress id a request named, if the progress layer ran.
+pub(crate) fn progress_id(extensions: &http::Extensions) -> Option<String> {
+    #[cfg(feature = "progress")]
+    if let Some(id) = extensions.get::<crate::progress::ProgressId>() {
+        return Some(id.as_str().to_owned());
+    }
+    let _ = extensions;
+    None
+}
+
+/// A tower service that stores each request body as one object and answers `201` with the
+/// [`UploadResponse`] JSON — the innermost service of a plain tower/hyper upload server:
+///
+/// ```
+/// use intake::{StoreService, storage::InMemory, limit::BodyLimitLayer, hash::HashLayer};
+/// let svc = tower::ServiceBuilder::new()
+///     .layer(BodyLimitLayer::new(1 << 20))
+///     .layer(HashLayer::default())
+///     .service(StoreService::new(InMemory::new()).files_url("/files"));
+/// # let _ = svc;
+/// ```
+#[derive(Clone, Debug)]
+pub struct StoreService {
+    store: Arc<dyn Store>,
+    files_url: Arc<str>,
+}
+
+impl StoreService {
+    /// Stores into `store`; download URLs default to `/files/{id}`.
+    pub fn new(store: impl Store) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Stores into a shared store.
+    pub fn from_arc(store: Arc<dyn Store>) -> Self {
+        Self { store, files_url: Arc::from("/files") }
+    }
+
+    /// The URL prefix of downloads in responses (`Location`, `url`).
+    pub fn files_url(mut self, prefix: &str) -> Self {
+        self.files_url = Arc::from(prefix);
+        self
+    }
+}
+
+impl<B> tower_service::Service<http::Request<B>> for StoreService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let store = self.store.clone();
+        let files_url = self.files_url.clone();
+        Box::pin(async move {
+            if req.method() != http::Method::POST && req.method() != http::Method::PUT {
+                return Ok(Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "send the file with POST or PUT").into_http());
+            }
+            let (parts, body) = req.into_parts();
+            Ok(match store_body(&store, &parts, body).await {
+                Ok(object) => UploadResponse {
+                    files: vec![UploadedFile::new(&object, &files_url)],
+                    fields: Default::default(),
+                    progress_id: progress_id(&parts.extensions),
+                }
+                .into_http(),
+                Err(problem) => problem.into_http(),
+            })
+        })
+    }
+}

@@ -1,0 +1,184 @@
+use super::{Progress, ProgressState};
+use crate::error::Problem;
+use http::StatusCode;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::sync::watch;
+
+/// The identifier a client gives an upload so it can follow its progress: 8 to 64 characters
+/// from `[A-Za-z0-9_-]`, chosen by the client before it sends (a browser subscribes first, then
+/// uploads with `?progress_id=`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProgressId(String);
+
+impl ProgressId {
+    /// Validates a client's progress id.
+    pub fn parse(s: &str) -> Result<Self, Problem> {
+        let ok = (8..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(Problem::new(StatusCode::BAD_REQUEST, "invalid_progress_id", "a progress id is 8 to 64 characters from A-Z, a-z, 0-9, '-' and '_'"))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Publishes the progress of uploads in flight to subscribers (the SSE endpoint), across
+/// requests of one process. Cloning shares the hub.
+///
+/// Entries are created by whichever comes first, subscriber or upload, and are dropped a while
+/// after the upload ended ([`ProgressHub::linger`], 60 s) or after a subscriber waited for an
+/// upload that never came ([`ProgressHub::max_wait`], 10 min). At most
+/// [`ProgressHub::capacity`] entries are kept: memory is bounded whatever clients do.
+#[derive(Clone, Debug)]
+pub struct ProgressHub {
+    inner: Arc<Mutex<HubInner>>,
+    config: HubConfig,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HubConfig {
+    linger: Duration,
+    max_wait: Duration,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct HubInner {
+    channels: HashMap<ProgressId, Channel>,
+    last_prune: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    tx: watch::Sender<Progress>,
+    touched: Instant,
+    publishing: bool,
+}
+
+impl Default for ProgressHub {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            config: HubConfig { linger: Duration::from_secs(60), max_wait: Duration::from_secs(600), capacity: 10_000 },
+        }
+    }
+}
+
+impl ProgressHub {
+    /// A hub with the default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long a finished upload's last state stays available (default 60 s).
+    pub fn linger(mut self, d: Duration) -> Self {
+        self.config.linger = d;
+        self
+    }
+
+    /// How long a subscription waits for its upload to start (default 10 min).
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.config.max_wait = d;
+        self
+    }
+
+    /// The most uploads tracked at once (default 10 000).
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.config.capacity = n;
+        self
+    }
+
+    /// The longest a subscriber may wait for an upload to start.
+    pub fn wait_limit(&self) -> Duration {
+        self.config.max_wait
+    }
+
+    /// Follows an upload, before or after it starts.
+    pub fn subscribe(&self, id: &ProgressId) -> Result<watch::Receiver<Progress>, Problem> {
+        let mut inner = self.inner.lock().expect("hub lock poisoned");
+        inner.prune(&self.config, Instant::now());
+        if let Some(ch) = inner.channels.get_mut(id) {
+            ch.touched = Instant::now();
+            return Ok(ch.tx.subscribe());
+        }
+        inner.check_capacity(&self.config)?;
+        let (tx, rx) = watch::channel(Progress::waiting());
+        inner.channels.insert(id.clone(), Channel { tx, touched: Instant::now(), publishing: false });
+        Ok(rx)
+    }
+
+    /// Starts publishing an upload's progress. An id already publishing is refused: a second
+    /// upload must not overwrite the progress others are following.
+    pub(crate) fn publish(&self, id: &ProgressId) -> Result<watch::Sender<Progress>, Problem> {
+        let mut inner = self.inner.lock().expect("hub lock poisoned");
+        inner.prune(&self.config, Instant::now());
+        if let Some(ch) = inner.channels.get_mut(id) {
+            if ch.publishing && !ch.tx.borrow().is_final() {
+                return Err(Problem::new(StatusCode::CONFLICT, "progress_id_in_use", "another upload in flight uses this progress id"));
+            }
+            ch.publishing = true;
+            ch.touched = Instant::now();
+            return Ok(ch.tx.clone());
+        }
+        inner.check_capacity(&self.config)?;
+        let (tx, _) = watch::channel(Progress::waiting());
+        inner.channels.insert(id.clone(), Channel { tx: tx.clone(), touched: Instant::now(), publishing: true });
+        Ok(tx)
+    }
+
+    /// Marks an upload's entry as just used (its final state then lingers from now).
+    pub(crate) fn touch(&self, id: &ProgressId) {
+        if let Some(ch) = self.inner.lock().expect("hub lock poisoned").channels.get_mut(id) {
+            ch.touched = Instant::now();
+        }
+    }
+
+    /// How many uploads are tracked.
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("hub lock poisoned").channels.len()
+    }
+
+    /// Whether no upload is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl HubInner {
+    fn check_capacity(&mut self, config: &HubConfig) -> Result<(), Problem> {
+        if self.channels.len() >= config.capacity {
+            self.last_prune = None;
+            self.prune(config, Instant::now());
+        }
+        if self.channels.len() >= config.capacity {
+            return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "progress_capacity", "too many uploads are being tracked; try again later"));
+        }
+        Ok(())
+    }
+
+    fn prune(&mut self, config: &HubConfig, now: Instant) {
+        if self.last_prune.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_prune = Some(now);
+        self.channels.retain(|_, ch| {
+            let idle = now.duration_since(ch.touched);
+            let state = ch.tx.borrow().state;
+            match state {
+                ProgressState::Done | ProgressState::Failed => idle < config.linger,
+                ProgressState::Waiting if !ch.publishing => idle < config.max_wait,
+                // Uploads in flight are kept while their sender is alive.
+                _ => ch.publishing || ch.tx.receiver_count() > 0,
+            }
+        });
+    }
+}

@@ -1,0 +1,294 @@
+//! `POST {prefix}/form`: streaming `multipart/form-data`.
+
+use super::{AppState, files_url};
+use crate::{
+    body::{data_stream, stream_body},
+    declared::{DeclaredFile, essence},
+    error::{BodyRejection, BoxError, Problem},
+    filename,
+    hash::{DigestHandle, FormHashing, HashBody},
+    ingest::{AbortOnDrop, UploadResponse, UploadedFile, progress_id},
+    limit::LimitedBody,
+    sniff::{FormPolicy, SniffBody},
+    storage::{FileMeta, NewUpload, StoredObject, UploadInfo},
+};
+use axum::{body::Body, extract::{Request, State}, response::{IntoResponse, Response}};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::{StatusCode, header};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+/// Limits of the form endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct FormLimits {
+    /// Parts (files and text fields) per request (default 64).
+    pub max_parts: usize,
+    /// Files per request (default 32).
+    pub max_files: usize,
+    /// Bytes of one text field (default 64 KiB).
+    pub max_field_size: usize,
+    /// Bytes of one part's headers, including the boundary line (default 8 KiB).
+    pub max_part_header_size: usize,
+    /// Bytes of one file (default: only the request's body limit applies).
+    pub max_file_size: Option<u64>,
+}
+
+impl Default for FormLimits {
+    fn default() -> Self {
+        Self { max_parts: 64, max_files: 32, max_field_size: 64 * 1024, max_part_header_size: 8 * 1024, max_file_size: None }
+    }
+}
+
+fn multipart_problem(err: multer::Error) -> Problem {
+    use multer::Error as E;
+    match err {
+        E::StreamReadFailed(source) => Problem::from_body_error(source.as_ref()),
+        E::FieldSizeExceeded { limit, field_name } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "field_too_large",
+            format!("the field {} is larger than {limit} bytes", field_name.as_deref().unwrap_or("(unnamed)")),
+        )
+        .with("limit", limit),
+        E::StreamSizeExceeded { limit } => crate::limit::too_large_problem(limit, None),
+        E::NoBoundary | E::NoMultipart => Problem::new(StatusCode::BAD_REQUEST, "missing_boundary", "the request is not multipart/form-data with a boundary"),
+        E::IncompleteStream | E::IncompleteFieldData { .. } | E::IncompleteHeaders => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_multipart", "the multipart body ended before its closing boundary")
+        }
+        other => Problem::new(StatusCode::BAD_REQUEST, "invalid_multipart", format!("the multipart body is malformed: {other}")),
+    }
+}
+
+/// Feeds the request body to multer, and bounds what multer must buffer while it looks for the
+/// end of a part's headers (multer itself has no such limit): while the handler waits for the
+/// next part, bytes go in small pieces and are counted against `max_part_header_size`.
+struct HeaderGuard<S> {
+    inner: S,
+    pending: Bytes,
+    watch: Arc<HeaderWatch>,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct HeaderWatch {
+    waiting: AtomicBool,
+    fed: AtomicUsize,
+}
+
+impl HeaderWatch {
+    fn begin_wait(&self) {
+        self.fed.store(0, Ordering::Relaxed);
+        self.waiting.store(true, Ordering::Relaxed);
+    }
+
+    fn end_wait(&self) {
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Bytes handed to multer at a time while it parses headers.
+const HEADER_PIECE: usize = 512;
+
+impl<S> Stream for HeaderGuard<S>
+where
+    S: Stream<Item = Result<Bytes, BoxError>> + Unpin,
+{
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.pending.is_empty() {
+            match futures_util::ready!(this.inner.poll_next_unpin(cx)) {
+                Some(Ok(chunk)) => this.pending = chunk,
+                other => return Poll::Ready(other),
+            }
+        }
+        if !this.watch.waiting.load(Ordering::Relaxed) {
+            return Poll::Ready(Some(Ok(std::mem::take(&mut this.pending))));
+        }
+        let piece = this.pending.split_to(this.pending.len().min(HEADER_PIECE));
+        let fed = this.watch.fed.fetch_add(piece.len(), Ordering::Relaxed) + piece.len();
+        if fed > this.limit + HEADER_PIECE {
+            let problem = Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "part_headers_too_large",
+                format!("a part's headers are larger than {} bytes", this.limit),
+            )
+            .with("limit", this.limit);
+            return Poll::Ready(Some(Err(Box::new(BodyRejection(problem)))));
+        }
+        Poll::Ready(Some(Ok(piece)))
+    }
+}
+
+/// Collects a text field, refusing it past `limit` bytes.
+async fn read_text(mut field: multer::Field<'static>, limit: usize) -> Result<String, Problem> {
+    let name = field.name().unwrap_or("").to_owned();
+    let mut value = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_problem)? {
+        if value.len() + chunk.len() > limit {
+            return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "field_too_large", format!("the field {name:?} is larger than {limit} bytes"))
+                .with("limit", limit));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&value).into_owned())
+}
+
+fn add_field(fields: &mut serde_json::Map<String, serde_json::Value>, name: String, value: String) {
+    use serde_json::Value;
+    match fields.get_mut(&name) {
+        None => {
+            fields.insert(name, Value::String(value));
+        }
+        Some(Value::Array(values)) => values.push(Value::String(value)),
+        Some(first) => {
+            let first = first.take();
+            fields.insert(name, Value::Array(vec![first, Value::String(value)]));
+        }
+    }
+}
+
+/// A file written to storage, waiting for the rest of the form before it is finished.
+struct Received {
+    info: UploadInfo,
+    digests: DigestHandle,
+    guard: AbortOnDrop,
+}
+
+pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let boundary = match multer::parse_boundary(content_type) {
+        Ok(b) => b,
+        Err(_) if content_type.is_empty() || !crate::declared::is_multipart(&parts.headers) => {
+            return Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_multipart",
+                "send files to this endpoint as multipart/form-data",
+            )
+            .into_response();
+        }
+        Err(_) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "missing_boundary", "the multipart/form-data Content-Type has no valid boundary")
+                .into_response();
+        }
+    };
+    let policy = parts.extensions.get::<FormPolicy>().map(|p| p.0.clone());
+    let algorithms = parts.extensions.get::<FormHashing>().map(|h| h.0.clone()).unwrap_or_else(|| Arc::from([]));
+    let limits = app.config.form;
+    let watch = Arc::new(HeaderWatch::default());
+    let guarded = HeaderGuard { inner: data_stream::<Body>(body), pending: Bytes::new(), watch: watch.clone(), limit: limits.max_part_header_size };
+    let mut multipart = multer::Multipart::new(guarded, boundary);
+
+    let mut received: Vec<Received> = Vec::new();
+    let mut fields = serde_json::Map::new();
+    let outcome: Result<(), Problem> = async {
+        let mut count = 0;
+        loop {
+            watch.begin_wait();
+            let next = multipart.next_field().await;
+            watch.end_wait();
+            let Some(field) = next.map_err(multipart_problem)? else { break };
+            count += 1;
+            if count > limits.max_parts {
+                return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_parts", format!("a form may have at most {} parts", limits.max_parts))
+                    .with("limit", limits.max_parts));
+            }
+            let field_name = field.name().map(str::to_owned);
+            let Some(raw_name) = field.file_name().map(str::to_owned) else {
+                let value = read_text(field, limits.max_field_size).await?;
+                add_field(&mut fields, field_name.unwrap_or_default(), value);
+                continue;
+            };
+            if received.len() >= limits.max_files {
+                return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_files", format!("a form may carry at most {} files", limits.max_files))
+                    .with("limit", limits.max_files));
+            }
+            let declared = DeclaredFile { name: filename::sanitize(&raw_name), content_type: field.content_type().and_then(|m| essence(m.as_ref())) };
+            received.push(receive_file(&app, field, field_name, declared, policy.clone(), &algorithms, limits.max_file_size).await?);
+        }
+        if received.is_empty() {
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "no_files", "the form carried no file part (a part with a filename)"));
+        }
+        Ok(())
+    }
+    .await;
+
+    if let Err(problem) = outcome {
+        for r in received {
+            r.guard.abort().await;
+        }
+        return problem.into_response();
+    }
+    // The whole form arrived (and matched any digest the client sent for it): commit every file.
+    let mut stored: Vec<StoredObject> = Vec::with_capacity(received.len());
+    for r in received.iter() {
+        match app.store.finish(&r.info.id, r.digests.get().cloned().unwrap_or_default()).await {
+            Ok(object) => stored.push(object),
+            Err(e) => {
+                // Keep the form all-or-nothing: undo what was already committed.
+                for object in &stored {
+                    let _ = app.store.delete(&object.id).await;
+                }
+                for r in received {
+                    r.guard.abort().await;
+                }
+                return e.to_problem().into_response();
+            }
+        }
+    }
+    for r in received {
+        r.guard.disarm();
+    }
+    let url = files_url(&parts);
+    UploadResponse { files: stored.iter().map(|o| UploadedFile::new(o, &url)).collect(), fields, progress_id: progress_id(&parts.extensions) }
+        .into_http()
+        .into_response()
+}
+
+/// Streams one file of the form through the same sniff, size and hash wrappers that the layers
+/// put around a request body, into a new upload (not yet finished).
+async fn receive_file(
+    app: &AppState,
+    field: multer::Field<'static>,
+    field_name: Option<String>,
+    declared: DeclaredFile,
+    policy: Option<Arc<crate::sniff::ContentPolicy>>,
+    algorithms: &[crate::hash::HashAlgorithm],
+    max_file_size: Option<u64>,
+) -> Result<Received, Problem> {
+    let body = LimitedBody::with_limit(stream_body(field), max_file_size.unwrap_or(u64::MAX));
+    let mut body = match policy {
+        Some(policy) => SniffBody::checking(body, policy, declared.clone()).0,
+        None => SniffBody::unchecked(body),
+    };
+    // Decide on the content before any storage is touched.
+    let sniffed = std::future::poll_fn(|cx| body.poll_decide(cx)).await.map_err(|e| Problem::from_body_error(e.as_ref()))?;
+    let (body, digests) = HashBody::new(body, algorithms, Vec::new());
+    let mut meta = FileMeta { content_type: sniffed.map(|s| s.content_type).or(declared.content_type), name: declared.name, ..FileMeta::default() };
+    if let Some(name) = field_name {
+        meta.extra.insert("field".into(), name);
+    }
+    let info = app.store.create(NewUpload { length: None, meta }).await.map_err(|e| e.to_problem())?;
+    let guard = AbortOnDrop::new(app.store.clone(), info.id.clone());
+    match app.store.write(&info.id, 0, data_stream(body)).await {
+        Ok(_) => Ok(Received { info, digests, guard }),
+        Err(e) => {
+            guard.abort().await;
+            Err(match e {
+                crate::storage::StoreError::Body(source) => match source.downcast::<multer::Error>() {
+                    Ok(m) => multipart_problem(*m),
+                    Err(other) => Problem::from_body_error(other.as_ref()),
+                },
+                other => other.to_problem(),
+            })
+        }
+    }
+}

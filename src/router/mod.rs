@@ -1,0 +1,221 @@
+//! The upload router: every protocol behind one [`Router`] that nests anywhere.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST {prefix}/form` | streaming `multipart/form-data`, any number of files plus text fields |
+//! | `POST {prefix}/raw` | the body is the file; name from `Content-Disposition` or `?name=` |
+//! | `GET {prefix}/files/{id}` | download, with `Range` |
+//! | `GET {prefix}/progress/{id}` | Server-Sent Events for an upload that names `?progress_id=` |
+//!
+//! Uploads answer `201 Created` with a `Location` and an [`UploadResponse`](crate::UploadResponse)
+//! JSON body; every error is `application/problem+json` with a stable code (see [`crate::error`]).
+//! Handlers build URLs from the prefix the router was nested under, so `Location` is right
+//! wherever it is mounted.
+
+mod download;
+mod events;
+mod form;
+mod raw;
+
+pub use form::FormLimits;
+
+use crate::{
+    hash::{HashAlgorithm, HashLayer},
+    limit::BodyLimitLayer,
+    progress::{ProgressHub, ProgressLayer},
+    rate_limit::RateLimitLayer,
+    sniff::{ContentPolicy, SniffLayer},
+    storage::Store,
+};
+use axum::{
+    Router,
+    extract::NestedPath,
+    routing::{get, post},
+};
+use http::request::Parts;
+use std::{sync::Arc, time::Duration};
+use tower::ServiceBuilder;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// Settings of the upload routes, with their defaults.
+#[derive(Clone, Debug)]
+pub struct UploadConfig {
+    /// Largest raw upload body (default 1 GiB).
+    pub max_raw_body: u64,
+    /// Largest form upload body, all parts together (default 1 GiB).
+    pub max_form_body: u64,
+    /// Limits within a form.
+    pub form: FormLimits,
+    /// A request body that sends nothing for this long is ended with `408 body_timeout`
+    /// (default 30 s).
+    pub body_idle_timeout: Duration,
+    /// Digests computed for every file (default SHA-256).
+    pub algorithms: Vec<HashAlgorithm>,
+    /// What content is accepted.
+    pub policy: ContentPolicy,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            max_raw_body: 1 << 30,
+            max_form_body: 1 << 30,
+            form: FormLimits::default(),
+            body_idle_timeout: Duration::from_secs(30),
+            algorithms: vec![HashAlgorithm::Sha256],
+            policy: ContentPolicy::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) hub: ProgressHub,
+    pub(crate) config: Arc<UploadConfig>,
+}
+
+/// The URL under which this router's files download: `{nested prefix}/files`.
+pub(crate) fn files_url(parts: &Parts) -> String {
+    let prefix = parts.extensions.get::<NestedPath>().map_or("", NestedPath::as_str);
+    format!("{}/files", prefix.trim_end_matches('/'))
+}
+
+/// Builds the upload router: storage, limits, policies.
+///
+/// ```
+/// use intake::{Uploads, storage::InMemory, sniff::ContentPolicy};
+/// let app: axum::Router = axum::Router::new().nest(
+///     "/upload",
+///     Uploads::new(InMemory::new())
+///         .max_body(100 << 20)
+///         .content_policy(ContentPolicy::default().allow(["image/*", "application/pdf"]))
+///         .into_router(),
+/// );
+/// # let _ = app;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Uploads {
+    store: Arc<dyn Store>,
+    hub: ProgressHub,
+    rate_limit: RateLimitLayer,
+    config: UploadConfig,
+}
+
+impl Uploads {
+    /// Uploads into `store`, with default settings and a rate limit of 20 requests per second
+    /// per client (burst 40).
+    pub fn new(store: impl Store) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Uploads into a shared store.
+    pub fn from_arc(store: Arc<dyn Store>) -> Self {
+        Self { store, hub: ProgressHub::new(), rate_limit: RateLimitLayer::per_second(20).burst(40), config: UploadConfig::default() }
+    }
+
+    /// The largest upload body, raw or form (default 1 GiB).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.config.max_raw_body = bytes;
+        self.config.max_form_body = bytes;
+        self
+    }
+
+    /// The largest raw upload body.
+    pub fn max_raw_body(mut self, bytes: u64) -> Self {
+        self.config.max_raw_body = bytes;
+        self
+    }
+
+    /// The largest form upload body.
+    pub fn max_form_body(mut self, bytes: u64) -> Self {
+        self.config.max_form_body = bytes;
+        self
+    }
+
+    /// Limits within a form.
+    pub fn form_limits(mut self, limits: FormLimits) -> Self {
+        self.config.form = limits;
+        self
+    }
+
+    /// The content policy.
+    pub fn content_policy(mut self, policy: ContentPolicy) -> Self {
+        self.config.policy = policy;
+        self
+    }
+
+    /// The digests computed for every file.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = HashAlgorithm>) -> Self {
+        self.config.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// The per-client rate limit (see [`RateLimitLayer`]); [`RateLimitLayer::disabled`] for none.
+    pub fn rate_limit(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_limit = layer;
+        self
+    }
+
+    /// How long a request body may stall.
+    pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.body_idle_timeout = timeout;
+        self
+    }
+
+    /// Shares a progress hub (to follow uploads from elsewhere in the app).
+    pub fn progress_hub(mut self, hub: ProgressHub) -> Self {
+        self.hub = hub;
+        self
+    }
+
+    /// The progress hub the router publishes to.
+    pub fn hub(&self) -> &ProgressHub {
+        &self.hub
+    }
+
+    /// The router, for any app state.
+    ///
+    /// Each upload route stacks, from the outside in:
+    /// body idle timeout → [rate limit](crate::rate_limit) → [size limit](crate::limit) →
+    /// [sniff](crate::sniff) → [hash](crate::hash) → [progress](crate::progress) → handler.
+    /// See the crate docs for why this order.
+    pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
+        let state = AppState { store: self.store, hub: self.hub.clone(), config: Arc::new(self.config) };
+        let config = state.config.clone();
+        let stack = |limit: u64| {
+            ServiceBuilder::new()
+                .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
+                .layer(self.rate_limit.clone())
+                .layer(BodyLimitLayer::new(limit))
+                .layer(SniffLayer::new(config.policy.clone()))
+                .layer(HashLayer::new(config.algorithms.iter().copied()))
+                .layer(ProgressLayer::new().hub(self.hub.clone()))
+        };
+        let reads = ServiceBuilder::new().layer(self.rate_limit.clone());
+        Router::new()
+            .route("/form", post(form::upload).layer(stack(config.max_form_body)))
+            .route("/raw", post(raw::upload).layer(stack(config.max_raw_body)))
+            .route("/files/{id}", get(download::download).layer(reads.clone()))
+            .route("/progress/{id}", get(events::events).layer(reads))
+            .with_state(state)
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> From<Uploads> for Router<S> {
+    fn from(uploads: Uploads) -> Self {
+        uploads.into_router()
+    }
+}
+
+/// The upload router on the defaults: [`LocalDisk`](crate::storage::LocalDisk) under
+/// `./uploads`, 1 GiB bodies, SHA-256, the default content policy, 20 requests per second per
+/// client. Nest it anywhere:
+///
+/// ```no_run
+/// let app: axum::Router = axum::Router::new().nest("/upload", intake::uploads_router());
+/// ```
+#[cfg(feature = "local-disk")]
+pub fn uploads_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Uploads::new(crate::storage::LocalDisk::new("uploads")).into_router()
+}
