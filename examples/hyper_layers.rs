@@ -26,7 +26,8 @@ use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = std::env::var("INTAKE_ADDR").ok().and_then(|a| a.parse().ok()).unwrap_or(([127, 0, 0, 1], 3001).into());
+    let addr: SocketAddr =
+        std::env::var("INTAKE_ADDR").ok().and_then(|a| a.parse().ok()).unwrap_or(([127, 0, 0, 1], 3001).into());
     let dir = std::env::var("INTAKE_DIR").unwrap_or_else(|_| "uploads-hyper".into());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("storing request bodies under {dir}/ — send them to http://{}/", listener.local_addr()?);
@@ -55,7 +56,8 @@ async fn main() -> std::io::Result<()> {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).await {
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).await
+            {
                 eprintln!("connection from {peer}: {e}");
             }
         });

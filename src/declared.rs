@@ -18,17 +18,12 @@ impl DeclaredFile {
     /// The file named by a raw upload request: `Content-Disposition` (`filename*` preferred over
     /// `filename`) or else the `name` query parameter; the type from `Content-Type`.
     pub fn from_request(uri: &Uri, headers: &HeaderMap) -> Self {
-        let from_disposition = headers
-            .get(header::CONTENT_DISPOSITION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(disposition_filename);
+        let from_disposition =
+            headers.get(header::CONTENT_DISPOSITION).and_then(|v| v.to_str().ok()).and_then(disposition_filename);
         let from_query = uri.query().and_then(|q| query_param(q, "name"));
         Self {
             name: from_disposition.or(from_query).and_then(|n| filename::sanitize(&n)),
-            content_type: headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(essence),
+            content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(essence),
         }
     }
 

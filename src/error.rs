@@ -143,11 +143,7 @@ impl Problem {
             }
             current = e.source();
         }
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "incomplete_body",
-            format!("the request body could not be read to its end: {err}"),
-        )
+        Problem::new(StatusCode::BAD_REQUEST, "incomplete_body", format!("the request body could not be read to its end: {err}"))
     }
 }
 

@@ -24,8 +24,7 @@ impl UploadId {
     /// Accepts exactly 32 lowercase hex digits, so that an id taken from a URL is always safe
     /// to use as a file name.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| Self(s.to_owned()))
+        (s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then(|| Self(s.to_owned()))
     }
 
     /// The id as text.

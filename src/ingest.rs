@@ -145,7 +145,8 @@ where
     B::Error: Into<BoxError>,
 {
     let declared = DeclaredFile::from_request(&parts.uri, &parts.headers);
-    let meta = FileMeta { content_type: stored_content_type(&parts.extensions, &declared), name: declared.name, ..FileMeta::default() };
+    let meta =
+        FileMeta { content_type: stored_content_type(&parts.extensions, &declared), name: declared.name, ..FileMeta::default() };
     let upload = NewUpload { length: declared_length(&parts.headers), meta };
     let info = store.create(upload).await.map_err(|e| e.to_problem())?;
     let guard = AbortOnDrop::new(store.clone(), info.id.clone());
@@ -238,7 +239,8 @@ where
         let files_url = self.files_url.clone();
         Box::pin(async move {
             if req.method() != http::Method::POST && req.method() != http::Method::PUT {
-                return Ok(Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "send the file with POST or PUT").into_http());
+                return Ok(Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "send the file with POST or PUT")
+                    .into_http());
             }
             let (parts, body) = req.into_parts();
             Ok(match store_body(&store, &parts, body).await {

@@ -68,7 +68,10 @@ impl Settings {
             rate: var("INTAKE_RATE", 20),
             burst: var("INTAKE_RATE_BURST", 40),
             bytes_per_sec: var("INTAKE_BYTES_PER_SEC", 0),
-            trusted: list("INTAKE_TRUSTED_PROXIES").iter().map(|s| s.parse().expect("INTAKE_TRUSTED_PROXIES holds IP addresses")).collect(),
+            trusted: list("INTAKE_TRUSTED_PROXIES")
+                .iter()
+                .map(|s| s.parse().expect("INTAKE_TRUSTED_PROXIES holds IP addresses"))
+                .collect(),
             body_timeout: Duration::from_secs(var("INTAKE_BODY_TIMEOUT_SECS", 30)),
             grace: Duration::from_secs(var("INTAKE_SHUTDOWN_GRACE_SECS", 30)),
             fsync: match var("INTAKE_FSYNC", "finish".to_owned()).as_str() {
@@ -113,7 +116,10 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install the SIGTERM handler").recv().await;
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler")
+            .recv()
+            .await;
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();

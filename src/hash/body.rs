@@ -1,5 +1,9 @@
 use super::{ExpectedDigest, HashAlgorithm, Hasher, header};
-use crate::{body::Tripwire, error::{BoxError, Problem}, storage::Digests};
+use crate::{
+    body::Tripwire,
+    error::{BoxError, Problem},
+    storage::Digests,
+};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
@@ -43,7 +47,12 @@ impl<B> HashBody<B> {
         Self::with_tripwire(inner, algorithms, expected, Tripwire::default())
     }
 
-    pub(crate) fn with_tripwire(inner: B, algorithms: &[HashAlgorithm], expected: Vec<ExpectedDigest>, tripwire: Tripwire) -> (Self, DigestHandle) {
+    pub(crate) fn with_tripwire(
+        inner: B,
+        algorithms: &[HashAlgorithm],
+        expected: Vec<ExpectedDigest>,
+        tripwire: Tripwire,
+    ) -> (Self, DigestHandle) {
         let mut all: Vec<HashAlgorithm> = algorithms.to_vec();
         all.extend(expected.iter().map(|e| e.algorithm));
         all.sort();

@@ -24,7 +24,10 @@ fn invalid(header: &str, why: impl std::fmt::Display) -> Problem {
 fn decode(header: &'static str, algorithm: HashAlgorithm, b64: &str) -> Result<ExpectedDigest, Problem> {
     let value = STANDARD.decode(b64.trim()).map_err(|e| invalid(header, e))?;
     if value.len() != algorithm.output_len() {
-        return Err(invalid(header, format_args!("a {algorithm} digest has {} bytes, not {}", algorithm.output_len(), value.len())));
+        return Err(invalid(
+            header,
+            format_args!("a {algorithm} digest has {} bytes, not {}", algorithm.output_len(), value.len()),
+        ));
     }
     Ok(ExpectedDigest { algorithm, value, header })
 }
@@ -36,7 +39,8 @@ fn decode(header: &'static str, algorithm: HashAlgorithm, b64: &str) -> Result<E
 /// where the representation is exactly the bytes received.
 pub fn expected_digests(headers: &HeaderMap) -> Result<Vec<ExpectedDigest>, Problem> {
     let mut out = Vec::new();
-    let whole_representation = !headers.contains_key(http::header::CONTENT_ENCODING) && !headers.contains_key(http::header::CONTENT_RANGE);
+    let whole_representation =
+        !headers.contains_key(http::header::CONTENT_ENCODING) && !headers.contains_key(http::header::CONTENT_RANGE);
     for header in ["content-digest", "repr-digest"] {
         if header == "repr-digest" && !whole_representation {
             continue;
@@ -47,7 +51,10 @@ pub fn expected_digests(headers: &HeaderMap) -> Result<Vec<ExpectedDigest>, Prob
                 let (key, rest) = member.split_once('=').ok_or_else(|| invalid(header, "expected key=:base64:"))?;
                 let Some(algorithm) = HashAlgorithm::from_name(key) else { continue };
                 let rest = rest.split(';').next().unwrap_or("").trim();
-                let b64 = rest.strip_prefix(':').and_then(|r| r.strip_suffix(':')).ok_or_else(|| invalid(header, "a digest is a byte sequence, :base64:"))?;
+                let b64 = rest
+                    .strip_prefix(':')
+                    .and_then(|r| r.strip_suffix(':'))
+                    .ok_or_else(|| invalid(header, "a digest is a byte sequence, :base64:"))?;
                 out.push(decode(header, algorithm, b64)?);
             }
         }

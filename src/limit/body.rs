@@ -1,4 +1,7 @@
-use crate::{body::Tripwire, error::{BoxError, Problem}};
+use crate::{
+    body::Tripwire,
+    error::{BoxError, Problem},
+};
 use bytes::Buf;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};

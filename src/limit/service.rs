@@ -100,7 +100,8 @@ mod tests {
 
     /// Reads the whole body and answers with its length; answers 500 on a body error (the
     /// layer must turn that into its own rejection).
-    fn echo_len() -> BodyLimit<impl Service<Request<LimitedBody<TestBody>>, Response = Response<Full<Bytes>>, Error = Infallible>> {
+    fn echo_len() -> BodyLimit<impl Service<Request<LimitedBody<TestBody>>, Response = Response<Full<Bytes>>, Error = Infallible>>
+    {
         BodyLimit::new(
             service_fn(|req: Request<LimitedBody<TestBody>>| async move {
                 Ok(match read(req.into_body()).await {

@@ -82,4 +82,3 @@ where
         Poll::Ready(result.map(crate::body::ResponseBody::inner))
     }
 }
-

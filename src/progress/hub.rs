@@ -21,7 +21,11 @@ impl ProgressId {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(Problem::new(StatusCode::BAD_REQUEST, "invalid_progress_id", "a progress id is 8 to 64 characters from A-Z, a-z, 0-9, '-' and '_'"))
+            Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_progress_id",
+                "a progress id is 8 to 64 characters from A-Z, a-z, 0-9, '-' and '_'",
+            ))
         }
     }
 
@@ -123,7 +127,11 @@ impl ProgressHub {
         inner.prune(&self.config, Instant::now());
         if let Some(ch) = inner.channels.get_mut(id) {
             if ch.publishing && !ch.tx.borrow().is_final() {
-                return Err(Problem::new(StatusCode::CONFLICT, "progress_id_in_use", "another upload in flight uses this progress id"));
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "progress_id_in_use",
+                    "another upload in flight uses this progress id",
+                ));
             }
             ch.publishing = true;
             ch.touched = Instant::now();
@@ -160,7 +168,11 @@ impl HubInner {
             self.prune(config, Instant::now());
         }
         if self.channels.len() >= config.capacity {
-            return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "progress_capacity", "too many uploads are being tracked; try again later"));
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "progress_capacity",
+                "too many uploads are being tracked; try again later",
+            ));
         }
         Ok(())
     }

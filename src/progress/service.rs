@@ -1,4 +1,6 @@
-use super::{DefaultOnProgress, OnProgress, ProgressBody, ProgressHub, ProgressId, ProgressLayer, ResponseFuture, tracker::Tracker};
+use super::{
+    DefaultOnProgress, OnProgress, ProgressBody, ProgressHub, ProgressId, ProgressLayer, ResponseFuture, tracker::Tracker,
+};
 use crate::declared::query_param;
 use http::{Request, Response};
 use std::{
@@ -103,7 +105,8 @@ mod tests {
     use std::{convert::Infallible, sync::Mutex};
     use tower::{ServiceExt, service_fn};
 
-    fn echo<C: OnProgress>() -> impl Service<Request<ProgressBody<TestBody, C>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
+    fn echo<C: OnProgress>()
+    -> impl Service<Request<ProgressBody<TestBody, C>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
         service_fn(|req: Request<ProgressBody<TestBody, C>>| async move {
             let body = read(req.into_body()).await.unwrap();
             Ok(Response::new(Full::new(body)))
@@ -114,7 +117,9 @@ mod tests {
     async fn reports_bytes_and_the_end_to_the_callback() {
         let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
         let log = seen.clone();
-        let layer = ProgressLayer::new().interval(Duration::ZERO).on_progress(move |_: Option<&str>, p: &Progress| log.lock().unwrap().push(p.clone()));
+        let layer = ProgressLayer::new()
+            .interval(Duration::ZERO)
+            .on_progress(move |_: Option<&str>, p: &Progress| log.lock().unwrap().push(p.clone()));
         let svc = tower_layer::Layer::layer(&layer, echo());
         let req = Request::post("/").header("content-length", "6").body(chunked(&[b"abc", b"def"])).unwrap();
         let res = svc.oneshot(req).await.unwrap();
@@ -174,7 +179,9 @@ mod tests {
         let rx = hub.subscribe(&id).unwrap();
         let svc = tower_layer::Layer::layer(
             &ProgressLayer::new().hub(hub.clone()),
-            service_fn(|_req: Request<ProgressBody<TestBody, DefaultOnProgress>>| std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()),
+            service_fn(|_req: Request<ProgressBody<TestBody, DefaultOnProgress>>| {
+                std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()
+            }),
         );
         let fut = svc.oneshot(Request::post("/?progress_id=dropped-upload").body(chunked(&[])).unwrap());
         let _ = tokio::time::timeout(Duration::from_millis(10), fut).await;

@@ -31,7 +31,13 @@ struct Emitter<C> {
 }
 
 impl<C: OnProgress> Tracker<C> {
-    pub(crate) fn new(id: Option<ProgressId>, total: Option<u64>, hub: Option<(ProgressHub, watch::Sender<Progress>)>, callback: C, interval: Duration) -> Self {
+    pub(crate) fn new(
+        id: Option<ProgressId>,
+        total: Option<u64>,
+        hub: Option<(ProgressHub, watch::Sender<Progress>)>,
+        callback: C,
+        interval: Duration,
+    ) -> Self {
         let now = Instant::now();
         let span = tracing::info_span!("upload", progress_id = id.as_ref().map(ProgressId::as_str), total);
         let tracker = Self {

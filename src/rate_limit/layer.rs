@@ -1,8 +1,6 @@
 use super::{KeyExtractor, PeerIp, RateLimit};
 use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
-    clock::DefaultClock,
-    middleware::StateInformationMiddleware,
+    DefaultKeyedRateLimiter, Quota, RateLimiter, clock::DefaultClock, middleware::StateInformationMiddleware,
     state::keyed::DefaultKeyedStateStore,
 };
 use std::{
@@ -68,7 +66,12 @@ pub struct RateLimitLayer<K: KeyExtractor = PeerIp> {
 
 impl<K: KeyExtractor> Clone for RateLimitLayer<K> {
     fn clone(&self) -> Self {
-        Self { limiters: self.limiters.clone(), request_quota: self.request_quota, byte_rate: self.byte_rate, byte_burst: self.byte_burst }
+        Self {
+            limiters: self.limiters.clone(),
+            request_quota: self.request_quota,
+            byte_rate: self.byte_rate,
+            byte_burst: self.byte_burst,
+        }
     }
 }
 
@@ -99,7 +102,13 @@ impl RateLimitLayer<PeerIp> {
 }
 
 impl<K: KeyExtractor> RateLimitLayer<K> {
-    fn build(keys: K, requests: Option<Quota>, byte_rate: Option<NonZeroU32>, byte_burst: Option<NonZeroU32>, purge_every: Duration) -> Self {
+    fn build(
+        keys: K,
+        requests: Option<Quota>,
+        byte_rate: Option<NonZeroU32>,
+        byte_burst: Option<NonZeroU32>,
+        purge_every: Duration,
+    ) -> Self {
         let bytes_quota = byte_rate.map(|rate| {
             let burst = byte_burst.unwrap_or(rate);
             (burst, Quota::per_second(rate).allow_burst(burst))

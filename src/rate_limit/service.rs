@@ -71,7 +71,10 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let limiters = &self.limiters;
         if limiters.requests.is_none() && limiters.bytes.is_none() {
-            return ResponseFuture::with_headers(self.inner.call(req.map(|b| ThrottledBody::new::<K>(b, None))), HeaderMap::new());
+            return ResponseFuture::with_headers(
+                self.inner.call(req.map(|b| ThrottledBody::new::<K>(b, None))),
+                HeaderMap::new(),
+            );
         }
         limiters.purge_if_due();
         let Some(key) = limiters.keys.extract(&req) else {
@@ -126,7 +129,9 @@ mod tests {
     use std::{convert::Infallible, net::SocketAddr, time::Instant};
     use tower::{ServiceExt, service_fn};
 
-    fn echo() -> impl Service<Request<ThrottledBody<TestBody, std::net::IpAddr>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
+    fn echo()
+    -> impl Service<Request<ThrottledBody<TestBody, std::net::IpAddr>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+    {
         service_fn(|req: Request<ThrottledBody<TestBody, std::net::IpAddr>>| async move {
             Ok(Response::new(Full::new(read(req.into_body()).await.unwrap())))
         })

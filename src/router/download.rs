@@ -28,9 +28,11 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>,
 
 fn attachment(name: Option<&str>) -> HeaderValue {
     let Some(name) = name else { return HeaderValue::from_static("attachment") };
-    let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     let encoded = utf8_percent_encode(name, NON_ALPHANUMERIC);
-    HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")).unwrap_or(HeaderValue::from_static("attachment"))
+    HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
+        .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
 pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -41,7 +43,8 @@ pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>
 }
 
 async fn serve(app: &AppState, id: &str, headers: &HeaderMap) -> Result<Response, Problem> {
-    let id = UploadId::parse(id).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "upload_not_found", "no file with this id"))?;
+    let id =
+        UploadId::parse(id).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "upload_not_found", "no file with this id"))?;
     let object = app.store.head(&id).await.map_err(|e| e.to_problem())?;
     let range = requested_range(headers, object.size)?;
     let partial = range.is_some();
@@ -49,7 +52,10 @@ async fn serve(app: &AppState, id: &str, headers: &HeaderMap) -> Result<Response
     let mut res = Response::new(Body::from_stream(read.body));
     let h = res.headers_mut();
     let content_type = object.meta.content_type.as_deref().unwrap_or("application/octet-stream");
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(read.range.end - read.range.start));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_DISPOSITION, attachment(object.meta.name.as_deref()));

@@ -12,7 +12,11 @@ use crate::{
     sniff::{FormPolicy, SniffBody},
     storage::{FileMeta, NewUpload, StoredObject, UploadInfo},
 };
-use axum::{body::Body, extract::{Request, State}, response::{IntoResponse, Response}};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::{StatusCode, header};
@@ -57,7 +61,9 @@ fn multipart_problem(err: multer::Error) -> Problem {
         )
         .with("limit", limit),
         E::StreamSizeExceeded { limit } => crate::limit::too_large_problem(limit, None),
-        E::NoBoundary | E::NoMultipart => Problem::new(StatusCode::BAD_REQUEST, "missing_boundary", "the request is not multipart/form-data with a boundary"),
+        E::NoBoundary | E::NoMultipart => {
+            Problem::new(StatusCode::BAD_REQUEST, "missing_boundary", "the request is not multipart/form-data with a boundary")
+        }
         E::IncompleteStream | E::IncompleteFieldData { .. } | E::IncompleteHeaders => {
             Problem::new(StatusCode::BAD_REQUEST, "invalid_multipart", "the multipart body ended before its closing boundary")
         }
@@ -133,8 +139,12 @@ async fn read_text(mut field: multer::Field<'static>, limit: usize) -> Result<St
     let mut value = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_problem)? {
         if value.len() + chunk.len() > limit {
-            return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "field_too_large", format!("the field {name:?} is larger than {limit} bytes"))
-                .with("limit", limit));
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "field_too_large",
+                format!("the field {name:?} is larger than {limit} bytes"),
+            )
+            .with("limit", limit));
         }
         value.extend_from_slice(&chunk);
     }
@@ -176,15 +186,24 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
             .into_response();
         }
         Err(_) => {
-            return Problem::new(StatusCode::BAD_REQUEST, "missing_boundary", "the multipart/form-data Content-Type has no valid boundary")
-                .into_response();
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "missing_boundary",
+                "the multipart/form-data Content-Type has no valid boundary",
+            )
+            .into_response();
         }
     };
     let policy = parts.extensions.get::<FormPolicy>().map(|p| p.0.clone());
     let algorithms = parts.extensions.get::<FormHashing>().map(|h| h.0.clone()).unwrap_or_else(|| Arc::from([]));
     let limits = app.config.form;
     let watch = Arc::new(HeaderWatch::default());
-    let guarded = HeaderGuard { inner: data_stream::<Body>(body), pending: Bytes::new(), watch: watch.clone(), limit: limits.max_part_header_size };
+    let guarded = HeaderGuard {
+        inner: data_stream::<Body>(body),
+        pending: Bytes::new(),
+        watch: watch.clone(),
+        limit: limits.max_part_header_size,
+    };
     let mut multipart = multer::Multipart::new(guarded, boundary);
 
     let mut received: Vec<Received> = Vec::new();
@@ -198,8 +217,12 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
             let Some(field) = next.map_err(multipart_problem)? else { break };
             count += 1;
             if count > limits.max_parts {
-                return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_parts", format!("a form may have at most {} parts", limits.max_parts))
-                    .with("limit", limits.max_parts));
+                return Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_parts",
+                    format!("a form may have at most {} parts", limits.max_parts),
+                )
+                .with("limit", limits.max_parts));
             }
             let field_name = field.name().map(str::to_owned);
             let Some(raw_name) = field.file_name().map(str::to_owned) else {
@@ -208,14 +231,26 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
                 continue;
             };
             if received.len() >= limits.max_files {
-                return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_files", format!("a form may carry at most {} files", limits.max_files))
-                    .with("limit", limits.max_files));
+                return Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_files",
+                    format!("a form may carry at most {} files", limits.max_files),
+                )
+                .with("limit", limits.max_files));
             }
-            let declared = DeclaredFile { name: filename::sanitize(&raw_name), content_type: field.content_type().and_then(|m| essence(m.as_ref())) };
-            received.push(receive_file(&app, field, field_name, declared, policy.clone(), &algorithms, limits.max_file_size).await?);
+            let declared = DeclaredFile {
+                name: filename::sanitize(&raw_name),
+                content_type: field.content_type().and_then(|m| essence(m.as_ref())),
+            };
+            received
+                .push(receive_file(&app, field, field_name, declared, policy.clone(), &algorithms, limits.max_file_size).await?);
         }
         if received.is_empty() {
-            return Err(Problem::new(StatusCode::BAD_REQUEST, "no_files", "the form carried no file part (a part with a filename)"));
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "no_files",
+                "the form carried no file part (a part with a filename)",
+            ));
         }
         Ok(())
     }
@@ -248,9 +283,13 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
         r.guard.disarm();
     }
     let url = files_url(&parts);
-    UploadResponse { files: stored.iter().map(|o| UploadedFile::new(o, &url)).collect(), fields, progress_id: progress_id(&parts.extensions) }
-        .into_http()
-        .into_response()
+    UploadResponse {
+        files: stored.iter().map(|o| UploadedFile::new(o, &url)).collect(),
+        fields,
+        progress_id: progress_id(&parts.extensions),
+    }
+    .into_http()
+    .into_response()
 }
 
 /// Streams one file of the form through the same sniff, size and hash wrappers that the layers
@@ -272,7 +311,11 @@ async fn receive_file(
     // Decide on the content before any storage is touched.
     let sniffed = std::future::poll_fn(|cx| body.poll_decide(cx)).await.map_err(|e| Problem::from_body_error(e.as_ref()))?;
     let (body, digests) = HashBody::new(body, algorithms, Vec::new());
-    let mut meta = FileMeta { content_type: sniffed.map(|s| s.content_type).or(declared.content_type), name: declared.name, ..FileMeta::default() };
+    let mut meta = FileMeta {
+        content_type: sniffed.map(|s| s.content_type).or(declared.content_type),
+        name: declared.name,
+        ..FileMeta::default()
+    };
     if let Some(name) = field_name {
         meta.extra.insert("field".into(), name);
     }

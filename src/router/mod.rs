@@ -111,7 +111,12 @@ impl Uploads {
 
     /// Uploads into a shared store.
     pub fn from_arc(store: Arc<dyn Store>) -> Self {
-        Self { store, hub: ProgressHub::new(), rate_limit: RateLimitLayer::per_second(20).burst(40), config: UploadConfig::default() }
+        Self {
+            store,
+            hub: ProgressHub::new(),
+            rate_limit: RateLimitLayer::per_second(20).burst(40),
+            config: UploadConfig::default(),
+        }
     }
 
     /// The largest upload body, raw or form (default 1 GiB).

@@ -25,8 +25,18 @@ pub struct SniffBody<B> {
 }
 
 enum State {
-    Peeking { held: VecDeque<Frame<Bytes>>, len: usize, policy: Arc<ContentPolicy>, declared: DeclaredFile, outcome: Arc<OnceLock<Sniffed>>, ended: bool },
-    Replaying { held: VecDeque<Frame<Bytes>>, ended: bool },
+    Peeking {
+        held: VecDeque<Frame<Bytes>>,
+        len: usize,
+        policy: Arc<ContentPolicy>,
+        declared: DeclaredFile,
+        outcome: Arc<OnceLock<Sniffed>>,
+        ended: bool,
+    },
+    Replaying {
+        held: VecDeque<Frame<Bytes>>,
+        ended: bool,
+    },
     Streaming,
     Failed,
 }
@@ -87,7 +97,8 @@ where
                 None => *ended = true,
             }
         }
-        let State::Peeking { held, policy, declared, outcome, ended, .. } = std::mem::replace(&mut self.state, State::Failed) else {
+        let State::Peeking { held, policy, declared, outcome, ended, .. } = std::mem::replace(&mut self.state, State::Failed)
+        else {
             unreachable!("checked above")
         };
         let mut head = Vec::with_capacity(policy.peek());

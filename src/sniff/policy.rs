@@ -46,7 +46,10 @@ const SCRIPT_MARKERS: [&[u8]; 5] = [b"<?php", b"<script", b"<html", b"<iframe", 
 
 /// Containers that `infer` may report as their generic format.
 const CONTAINERS: [(&str, &[&str]); 2] = [
-    ("application/zip", &["docx", "xlsx", "pptx", "odt", "ods", "odp", "epub", "jar", "apk", "xpi", "kmz", "ipa", "whl", "nupkg", "vsix"]),
+    (
+        "application/zip",
+        &["docx", "xlsx", "pptx", "odt", "ods", "odp", "epub", "jar", "apk", "xpi", "kmz", "ipa", "whl", "nupkg", "vsix"],
+    ),
     ("application/x-ole-storage", &["doc", "xls", "ppt", "msi", "msg"]),
 ];
 
@@ -104,7 +107,8 @@ impl ContentPolicy {
             claimed.extend(mime_guess::from_ext(ext).iter().map(|m| m.essence_str().to_owned()));
         }
         let detected = kind.map(|k| k.mime_type());
-        let is_code = kind.is_some_and(|k| k.matcher_type() == MatcherType::App && !k.mime_type().starts_with("application/x-x509"));
+        let is_code =
+            kind.is_some_and(|k| k.matcher_type() == MatcherType::App && !k.mime_type().starts_with("application/x-x509"));
         let honest_code = kind.is_some_and(|k| ext.as_deref() == Some(k.extension()) || declared_ct == Some(k.mime_type()));
         let disguised = |reason: &'static str, what: String| {
             Problem::new(
@@ -136,7 +140,9 @@ impl ContentPolicy {
                 Some(k) => {
                     claimed.iter().any(|c| c == k.mime_type())
                         || ext.as_deref() == Some(k.extension())
-                        || CONTAINERS.iter().any(|(generic, exts)| *generic == k.mime_type() && ext.as_deref().is_some_and(|e| exts.contains(&e)))
+                        || CONTAINERS
+                            .iter()
+                            .any(|(generic, exts)| *generic == k.mime_type() && ext.as_deref().is_some_and(|e| exts.contains(&e)))
                 }
                 // Nothing recognised: only a contradiction when the declared type is a binary
                 // format that magic bytes would have recognised.
@@ -153,13 +159,14 @@ impl ContentPolicy {
             }
         }
 
-        let content_type = detected
-            .map(str::to_owned)
-            .or_else(|| declared_ct.map(str::to_owned))
-            .or_else(|| ext.as_deref().and_then(|e| mime_guess::from_ext(e).first()).map(|m| m.essence_str().to_owned()))
-            .unwrap_or_else(|| {
-                if looks_like_text(head) { "text/plain".to_owned() } else { "application/octet-stream".to_owned() }
-            });
+        let content_type =
+            detected
+                .map(str::to_owned)
+                .or_else(|| declared_ct.map(str::to_owned))
+                .or_else(|| ext.as_deref().and_then(|e| mime_guess::from_ext(e).first()).map(|m| m.essence_str().to_owned()))
+                .unwrap_or_else(|| {
+                    if looks_like_text(head) { "text/plain".to_owned() } else { "application/octet-stream".to_owned() }
+                });
         if let Some(pattern) = self.deny.iter().find(|p| matches(p, &content_type)) {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

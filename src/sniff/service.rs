@@ -95,7 +95,9 @@ mod tests {
 
     const ELF: &[u8] = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
-    fn svc(calls: Arc<AtomicUsize>) -> Sniff<impl Service<Request<SniffBody<TestBody>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone> {
+    fn svc(
+        calls: Arc<AtomicUsize>,
+    ) -> Sniff<impl Service<Request<SniffBody<TestBody>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone> {
         Sniff::new(
             service_fn(move |req: Request<SniffBody<TestBody>>| {
                 calls.fetch_add(1, Ordering::SeqCst);

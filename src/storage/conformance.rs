@@ -92,7 +92,8 @@ async fn declared_length(store: &dyn Store) {
 
 async fn failed_body_keeps_received_bytes(store: &dyn Store) {
     let info = store.create(NewUpload::default()).await.expect("create");
-    let failing: ByteStream<'static> = stream::iter(vec![Ok(Bytes::from_static(b"kept")), Err("client went away".into())]).boxed();
+    let failing: ByteStream<'static> =
+        stream::iter(vec![Ok(Bytes::from_static(b"kept")), Err("client went away".into())]).boxed();
     assert!(matches!(store.write(&info.id, 0, failing).await, Err(StoreError::Body(_))), "a failing body is reported as such");
     assert_eq!(store.info(&info.id).await.expect("info").offset, 4, "bytes before a failure are kept for resuming");
     store.abort(&info.id).await.expect("abort");

@@ -1,8 +1,8 @@
 //! Local disk: the default store.
 
 use super::{
-    ByteStream, Digests, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard, check_room,
-    now_secs, resolve_range,
+    ByteStream, Digests, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard, check_room, now_secs,
+    resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
@@ -155,7 +155,8 @@ impl Store for LocalDisk {
         let root = &self.inner.root;
         fs::create_dir_all(root.join("partial")).await?;
         fs::create_dir_all(root.join("objects")).await?;
-        let info = UploadInfo { id: UploadId::random(), offset: 0, length: upload.length, meta: upload.meta, created_at: now_secs() };
+        let info =
+            UploadInfo { id: UploadId::random(), offset: 0, length: upload.length, meta: upload.meta, created_at: now_secs() };
         fs::OpenOptions::new().write(true).create_new(true).open(self.partial(&info.id)).await?;
         self.write_json_atomic(&self.partial(&info.id).with_extension("json"), &info).await?;
         Ok(info)
@@ -213,7 +214,8 @@ impl Store for LocalDisk {
         if let Some(length) = info.length.filter(|&l| l != info.offset) {
             return Err(StoreError::Incomplete { offset: info.offset, length });
         }
-        let object = StoredObject { id: info.id.clone(), size: info.offset, meta: info.meta, digests, created_at: info.created_at };
+        let object =
+            StoredObject { id: info.id.clone(), size: info.offset, meta: info.meta, digests, created_at: info.created_at };
         let partial = self.partial(id);
         if self.inner.fsync != FsyncPolicy::Never {
             fs::File::open(&partial).await?.sync_all().await?;

@@ -1,8 +1,8 @@
 //! An in-memory store for tests and examples.
 
 use super::{
-    ByteStream, Digests, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard, check_room,
-    now_secs, resolve_range,
+    ByteStream, Digests, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard, check_room, now_secs,
+    resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
@@ -52,7 +52,8 @@ impl InMemory {
 #[async_trait]
 impl Store for InMemory {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        let info = UploadInfo { id: UploadId::random(), offset: 0, length: upload.length, meta: upload.meta, created_at: now_secs() };
+        let info =
+            UploadInfo { id: UploadId::random(), offset: 0, length: upload.length, meta: upload.meta, created_at: now_secs() };
         self.inner.uploads.lock().expect("lock poisoned").insert(info.id.clone(), (info.clone(), BytesMut::new()));
         Ok(info)
     }

@@ -191,22 +191,18 @@ impl StoreError {
             StoreError::NotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "upload_not_found", format!("no upload or file with id {id}"))
             }
-            StoreError::OffsetMismatch { expected, given } => Problem::new(
-                StatusCode::CONFLICT,
-                "offset_mismatch",
-                format!("the upload is at offset {expected}, not {given}"),
-            )
-            .with("offset", *expected),
+            StoreError::OffsetMismatch { expected, given } => {
+                Problem::new(StatusCode::CONFLICT, "offset_mismatch", format!("the upload is at offset {expected}, not {given}"))
+                    .with("offset", *expected)
+            }
             StoreError::LengthExceeded { length } => Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "length_exceeded",
                 format!("the upload was declared to be {length} bytes long"),
             ),
-            StoreError::Incomplete { offset, length } => Problem::new(
-                StatusCode::CONFLICT,
-                "upload_incomplete",
-                format!("{offset} of {length} bytes received"),
-            ),
+            StoreError::Incomplete { offset, length } => {
+                Problem::new(StatusCode::CONFLICT, "upload_incomplete", format!("{offset} of {length} bytes received"))
+            }
             StoreError::Locked(id) => {
                 Problem::new(StatusCode::LOCKED, "upload_locked", format!("upload {id} is being written by another request"))
             }
@@ -293,7 +289,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 pub trait StoreExt: Store {
     /// Creates an upload, writes all of `data`, and finishes it with `digests` computed by the
     /// caller — or aborts it if anything fails, leaving nothing behind.
-    async fn put_with<S>(&self, upload: NewUpload, data: S, digests: impl FnOnce() -> Digests + Send) -> Result<StoredObject, StoreError>
+    async fn put_with<S>(
+        &self,
+        upload: NewUpload,
+        data: S,
+        digests: impl FnOnce() -> Digests + Send,
+    ) -> Result<StoredObject, StoreError>
     where
         S: Stream<Item = Result<Bytes, BoxError>> + Send,
     {
