@@ -18,6 +18,7 @@ pin_project! {
     /// The response body of every layer in this crate: the inner service's body, or the
     /// problem document of a rejection the layer answered itself.
     #[project = ResponseBodyProj]
+    #[allow(missing_docs)] // pin-project-lite cannot document variant fields: each is the body
     pub enum ResponseBody<B> {
         /// The inner service answered.
         Inner { #[pin] body: B },

@@ -15,7 +15,7 @@ use std::{
 
 pin_project! {
     /// Response future of [`BodyLimit`](crate::limit::BodyLimit),
-    /// [`Hash`](crate::hash::Hash) and [`RateLimit`](crate::rate_limit::RateLimit).
+    /// [`Hashing`](crate::hash::Hashing) and [`RateLimit`](crate::rate_limit::RateLimit).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Inner<F>,

@@ -1,8 +1,8 @@
-use super::{Hash, HashAlgorithm};
+use super::{HashAlgorithm, Hashing};
 use std::sync::Arc;
 use tower_layer::Layer;
 
-/// Applies [`Hash`]: SHA-256 by default.
+/// Applies [`Hashing`]: SHA-256 by default.
 #[derive(Clone, Debug)]
 pub struct HashLayer {
     algorithms: Arc<[HashAlgorithm]>,
@@ -22,9 +22,9 @@ impl HashLayer {
 }
 
 impl<S> Layer<S> for HashLayer {
-    type Service = Hash<S>;
+    type Service = Hashing<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Hash::new(inner, self.algorithms.clone())
+        Hashing::new(inner, self.algorithms.clone())
     }
 }

@@ -46,7 +46,7 @@ pub use self::{
     body::{DigestHandle, HashBody},
     header::{ExpectedDigest, base64, expected_digests, header_value},
     layer::HashLayer,
-    service::Hash,
+    service::Hashing,
 };
 pub use crate::future::ResponseFuture;
 

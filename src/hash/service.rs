@@ -12,12 +12,12 @@ use tower_service::Service;
 /// Middleware that hashes request bodies as they stream and verifies client digests. See the
 /// [module docs](super).
 #[derive(Clone, Debug)]
-pub struct Hash<S> {
+pub struct Hashing<S> {
     inner: S,
     algorithms: Arc<[HashAlgorithm]>,
 }
 
-impl<S> Hash<S> {
+impl<S> Hashing<S> {
     /// Wraps `inner`, computing `algorithms`.
     pub fn new(inner: S, algorithms: Arc<[HashAlgorithm]>) -> Self {
         Self { inner, algorithms }
@@ -44,7 +44,7 @@ impl<S> Hash<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Hash<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Hashing<S>
 where
     S: Service<Request<HashBody<ReqBody>>, Response = Response<ResBody>>,
     ReqBody: Body<Data = Bytes>,
@@ -91,8 +91,8 @@ mod tests {
 
     /// Reads the body and answers with the SHA-256 it saw; a body error becomes a 500 that the
     /// layer must replace.
-    fn svc() -> Hash<impl Service<Request<HashBody<TestBody>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone> {
-        Hash::new(
+    fn svc() -> Hashing<impl Service<Request<HashBody<TestBody>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone> {
+        Hashing::new(
             service_fn(|req: Request<HashBody<TestBody>>| async move {
                 let handle = req.extensions().get::<DigestHandle>().cloned().unwrap();
                 Ok(match read(req.into_body()).await {

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh checkout: installs what the tests need, then runs formatting
+# and lint checks, unit, integration and doc tests, feature-subset builds, a short benchmark run,
+# and the browser test of the demo page. Exits non-zero on the first failure.
+#
+#   bash scripts/test-all.sh
+#
+# INTAKE_SKIP_E2E=1 skips the browser test; INTAKE_SKIP_BENCH=1 skips the benchmark smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --all-targets --all-features -- -D warnings
+
+step "feature subsets build on their own"
+for features in "" limit rate-limit sniff hash progress local-disk; do
+  echo "  --no-default-features --features '$features'"
+  RUSTFLAGS="-D warnings" cargo check --quiet --no-default-features --features "$features"
+done
+
+step "unit, integration and doc tests"
+cargo test --all-features
+
+if [ "${INTAKE_SKIP_BENCH:-0}" != 1 ]; then
+  step "benchmark smoke run (short mode; figures are not checked)"
+  INTAKE_BENCH_QUICK=1 cargo bench --bench upload
+fi
+
+if [ "${INTAKE_SKIP_E2E:-0}" != 1 ]; then
+  step "demo page in headless Chromium"
+  bash tests/e2e/run.sh
+fi
+
+step "all checks passed"
