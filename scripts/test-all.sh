@@ -30,6 +30,10 @@ done
 step "unit, integration and doc tests"
 cargo test --all-features
 
+step "graceful shutdown of the example server"
+cargo build --quiet --example server
+python3 tests/shutdown/shutdown_test.py target/debug/examples/server
+
 if [ "${INTAKE_SKIP_BENCH:-0}" != 1 ]; then
   step "benchmark smoke run (short mode; figures are not checked)"
   INTAKE_BENCH_QUICK=1 cargo bench --bench upload

@@ -21,7 +21,7 @@
 
 use axum::{Router, response::Html, routing::get};
 use intake::{
-    Uploads,
+    InFlight, Uploads,
     rate_limit::RateLimitLayer,
     sniff::ContentPolicy,
     storage::{FsyncPolicy, LocalDisk},
@@ -98,17 +98,20 @@ fn rate_limit(s: &Settings) -> RateLimitLayer {
     if s.rate == 0 && s.bytes_per_sec == 0 { RateLimitLayer::disabled() } else { layer }
 }
 
-/// The whole app: the demo page, `/health`, and the uploads router at `/upload`.
-fn app(s: &Settings) -> Router {
+/// The whole app: the demo page, `/health`, and the uploads router at `/upload`; with the
+/// registry of uploads in flight, for shutdown.
+fn app(s: &Settings) -> (Router, InFlight) {
     let uploads = Uploads::new(LocalDisk::new(&s.dir).with_fsync(s.fsync))
         .max_body(s.max_body)
         .rate_limit(rate_limit(s))
         .body_idle_timeout(s.body_timeout)
         .content_policy(ContentPolicy::default().allow(s.allow.iter().cloned()));
-    Router::new()
+    let in_flight = uploads.in_flight();
+    let router = Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route("/health", get(|| async { "ok" }))
-        .nest("/upload", uploads.into_router())
+        .nest("/upload", uploads.into_router());
+    (router, in_flight)
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -137,9 +140,9 @@ async fn main() -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, dir = %settings.dir, "intake upload server listening; open http://{}/", listener.local_addr()?);
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (app, in_flight) = app(&settings);
     let mut server = tokio::spawn({
         let mut stop_rx = stop_rx.clone();
-        let app = app(&settings);
         async move {
             axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
@@ -158,11 +161,9 @@ async fn main() -> std::io::Result<()> {
     match tokio::time::timeout(settings.grace, &mut server).await {
         Ok(result) => result.expect("server task").map_err(std::io::Error::other)?,
         Err(_) => {
-            tracing::warn!("grace period over: aborting uploads still in flight");
+            let aborted = in_flight.abort_all().await;
+            tracing::warn!(aborted, "grace period over: aborted the uploads still in flight");
             server.abort();
-            let _ = server.await;
-            // Dropped uploads abort themselves on spawned tasks: let them run.
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     tracing::info!("stopped");

@@ -36,10 +36,8 @@ where
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
-            if let Some(data) = data {
-                this.tracker.add(data.remaining() as u64);
-            }
+        if let Some(Ok(Some(data))) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+            this.tracker.add(data.remaining() as u64);
         }
         Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }

@@ -320,7 +320,7 @@ async fn receive_file(
         meta.extra.insert("field".into(), name);
     }
     let info = app.store.create(NewUpload { length: None, meta }).await.map_err(|e| e.to_problem())?;
-    let guard = AbortOnDrop::new(app.store.clone(), info.id.clone());
+    let guard = AbortOnDrop::new(app.store.clone(), info.id.clone(), &app.in_flight);
     match app.store.write(&info.id, 0, data_stream(body)).await {
         Ok(_) => Ok(Received { info, digests, guard }),
         Err(e) => {
