@@ -23,20 +23,7 @@ impl<S> BodyLimit<S> {
         BodyLimitLayer::new(limit)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_service_accessors!();
 }
 
 /// The headers that declare a length: the body's own, and the whole upload's in resumable

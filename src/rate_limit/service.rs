@@ -33,20 +33,7 @@ impl<S, K: KeyExtractor> RateLimit<S, K> {
         RateLimitLayer::per_second(requests)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_service_accessors!();
 }
 
 fn seconds_header(d: Duration) -> HeaderValue {
