@@ -21,7 +21,7 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let svc = ServiceBuilder::new().layer(HashLayer::default()).service(service_fn(
-//!     |req: http::Request<_>| async move {
+//!     |req: http::Request<intake::hash::HashBody<http_body_util::Full<bytes::Bytes>>>| async move {
 //!         let digests = req.extensions().get::<DigestHandle>().cloned().unwrap();
 //!         req.into_body().collect().await?;
 //!         let sha256 = digests.get().unwrap().get("sha-256").unwrap().to_owned();

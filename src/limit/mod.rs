@@ -25,7 +25,7 @@
 //!     .service(service_fn(|_req: Request<_>| async {
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::default()))
 //!     }));
-//! let req = Request::post("/").header("content-length", "5").body(Full::from("hello")).unwrap();
+//! let req = Request::post("/").header("content-length", "5").body(Full::<bytes::Bytes>::from("hello")).unwrap();
 //! let res = svc.oneshot(req).await.unwrap();
 //! assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 //! # }

@@ -24,7 +24,7 @@
 //!     .layer(ProgressLayer::new().on_progress(|id: Option<&str>, p: &Progress| {
 //!         println!("{id:?}: {} of {:?} bytes ({:?})", p.received, p.total, p.state);
 //!     }))
-//!     .service(service_fn(|req: http::Request<_>| async move {
+//!     .service(service_fn(|req: http::Request<intake::progress::ProgressBody<http_body_util::Full<bytes::Bytes>, _>>| async move {
 //!         req.into_body().collect().await?;
 //!         Ok::<_, intake::BoxError>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
 //!     }));

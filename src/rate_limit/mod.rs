@@ -29,7 +29,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let mut svc = RateLimitLayer::per_second(1)
 //!     .trusted_proxies(["10.0.0.1".parse::<IpAddr>().unwrap()])
-//!     .layer_service(service_fn(|_req: http::Request<String>| async {
+//!     .layer_service(service_fn(|_req: http::Request<intake::rate_limit::ThrottledBody<String, IpAddr>>| async {
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
 //!     }));
 //! let req = || {
