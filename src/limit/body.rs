@@ -75,7 +75,8 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A short body must still be polled to its end to be refused.
+        self.inner.is_end_stream() && self.declared.is_none_or(|d| d == self.received)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -156,7 +156,9 @@ where
         match &self.state {
             State::Replaying { held, ended } => held.is_empty() && *ended,
             State::Failed => true,
-            _ => self.inner.is_end_stream(),
+            // Held frames, and the decision, are still to come.
+            State::Peeking { .. } => false,
+            State::Streaming => self.inner.is_end_stream(),
         }
     }
 
