@@ -235,3 +235,38 @@ impl<S: Clone + Send + Sync + 'static> From<Uploads> for Router<S> {
 pub fn uploads_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Uploads::new(crate::storage::LocalDisk::new("uploads")).into_router()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{storage::InMemory, test_util::json};
+    use axum::{body::Body, extract::ConnectInfo};
+    use http::{Request, StatusCode};
+    use std::net::SocketAddr;
+    use tower::ServiceExt;
+
+    fn request(uri: &str, content_type: &str, body: &'static [u8]) -> Request<Body> {
+        let mut req = Request::post(uri)
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .body(Body::from(body))
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))));
+        req
+    }
+
+    #[tokio::test]
+    async fn limits_differ_per_route() {
+        let store = InMemory::new();
+        let app: Router = Router::new().nest("/up", Uploads::new(store.clone()).max_raw_body(8).max_form_body(4096).into_router());
+        let body: &'static [u8] = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nhello world\r\n--XyZ--\r\n";
+        let res = app.clone().oneshot(request("/up/raw?name=a.txt", "text/plain", b"hello world")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(json(res).await["limit"], 8);
+        let res = app.clone().oneshot(request("/up/form", "multipart/form-data; boundary=XyZ", body)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let json = json(res).await;
+        assert_eq!(json["files"][0]["url"].as_str().unwrap(), format!("/up/files/{}", json["files"][0]["id"].as_str().unwrap()));
+        assert_eq!((store.objects(), store.pending_uploads()), (1, 0));
+    }
+}
