@@ -71,12 +71,17 @@ fn multipart_problem(err: multer::Error) -> Problem {
     }
 }
 
-/// Feeds the request body to multer, and bounds what multer must buffer while it looks for the
-/// end of a part's headers (multer itself has no such limit): while the handler waits for the
-/// next part, bytes go in small pieces and are counted against `max_part_header_size`.
+/// Feeds the request body to multer and bounds what multer buffers.
+///
+/// multer reads its input for as long as the input is ready, copying it into its own buffer, and
+/// has no limit on the size of a part's headers. So this stream hands over one chunk per poll
+/// (then yields once, waking itself, so multer parses before it reads on), and while the
+/// handler waits for the next part it hands over small pieces and counts them against
+/// `max_part_header_size`.
 struct HeaderGuard<S> {
     inner: S,
     pending: Bytes,
+    yield_next: bool,
     watch: Arc<HeaderWatch>,
     limit: usize,
 }
@@ -109,12 +114,17 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if std::mem::take(&mut this.yield_next) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if this.pending.is_empty() {
             match futures_util::ready!(this.inner.poll_next_unpin(cx)) {
                 Some(Ok(chunk)) => this.pending = chunk,
                 other => return Poll::Ready(other),
             }
         }
+        this.yield_next = true;
         if !this.watch.waiting.load(Ordering::Relaxed) {
             return Poll::Ready(Some(Ok(std::mem::take(&mut this.pending))));
         }
@@ -201,6 +211,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
     let guarded = HeaderGuard {
         inner: data_stream::<Body>(body),
         pending: Bytes::new(),
+        yield_next: false,
         watch: watch.clone(),
         limit: limits.max_part_header_size,
     };

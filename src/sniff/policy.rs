@@ -106,6 +106,8 @@ impl ContentPolicy {
         if let Some(ext) = &ext {
             claimed.extend(mime_guess::from_ext(ext).iter().map(|m| m.essence_str().to_owned()));
         }
+        // "Some bytes" claims nothing.
+        claimed.retain(|c| !GENERIC_TYPES.contains(&c.as_str()));
         let detected = kind.map(|k| k.mime_type());
         let is_code =
             kind.is_some_and(|k| k.matcher_type() == MatcherType::App && !k.mime_type().starts_with("application/x-x509"));
@@ -265,6 +267,9 @@ mod tests {
         assert_eq!(code(p.check(b"", &file(Some("empty.png"), None))), "ok");
         assert_eq!(code(p.check(ZIP, &file(Some("report.docx"), None))), "ok");
         assert_eq!(code(p.check(PNG, &file(Some("a.jpg.png"), Some("image/x-png")))), "ok");
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        assert_eq!(code(p.check(&noise, &file(Some("r.bin"), Some("application/octet-stream")))), "ok");
+        assert_eq!(code(p.check(&noise, &file(Some("r.dat"), None))), "ok");
     }
 
     #[test]
