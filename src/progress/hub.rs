@@ -143,6 +143,23 @@ impl ProgressHub {
         Ok(tx)
     }
 
+    /// Ends the progress of an upload refused before it was tracked: subscribers waiting for it
+    /// get `failed` with `code`, and so does a subscriber arriving within the linger time. An
+    /// upload being tracked, or already ended, is left as it is.
+    pub(crate) fn report_refusal(&self, id: &ProgressId, code: &'static str) {
+        let failed = Progress { state: ProgressState::Failed, code: Some(code), ..Progress::waiting() };
+        let mut inner = self.inner.lock().expect("hub lock poisoned");
+        if let Some(ch) = inner.channels.get_mut(id) {
+            if !ch.publishing && !ch.tx.borrow().is_final() {
+                ch.tx.send_replace(failed);
+                ch.touched = Instant::now();
+            }
+        } else if inner.check_capacity(&self.config).is_ok() {
+            let (tx, _) = watch::channel(failed);
+            inner.channels.insert(id.clone(), Channel { tx, touched: Instant::now(), publishing: false });
+        }
+    }
+
     /// Marks an upload's entry as just used (its final state then lingers from now).
     pub(crate) fn touch(&self, id: &ProgressId) {
         if let Some(ch) = self.inner.lock().expect("hub lock poisoned").channels.get_mut(id) {

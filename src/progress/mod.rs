@@ -9,6 +9,8 @@
 //!   [`ProgressId`]); with a [`ProgressHub`] configured, subscribers of that id — who may have
 //!   subscribed before the upload started — see each report. The router serves them as SSE at
 //!   `GET {prefix}/progress/{id}`, with the byte offset as event id.
+//! - **Refusals**: a request refused by a layer outside this one never reaches it; put a
+//!   [`ReportRefusalsLayer`] outside those layers so its subscribers still get `failed`.
 //! - **Tracing**: each request runs in an `upload` span with the progress id and total.
 //!
 //! Place this layer innermost, next to the handler, so it counts the bytes that actually reach
@@ -38,6 +40,7 @@ mod callback;
 mod future;
 mod hub;
 mod layer;
+mod refusals;
 mod service;
 mod tracker;
 
@@ -47,5 +50,6 @@ pub use self::{
     future::ResponseFuture,
     hub::{ProgressHub, ProgressId},
     layer::ProgressLayer,
+    refusals::{ReportRefusals, ReportRefusalsFuture, ReportRefusalsLayer},
     service::ProgressTracking,
 };

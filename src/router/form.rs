@@ -71,6 +71,24 @@ fn multipart_problem(err: multer::Error) -> Problem {
     }
 }
 
+/// The problem for an error raised while a file part streams: multer's own, or a layer's.
+fn field_problem(err: BoxError) -> Problem {
+    match err.downcast::<multer::Error>() {
+        Ok(m) => multipart_problem(*m),
+        Err(other) => Problem::from_body_error(other.as_ref()),
+    }
+}
+
+fn part_headers_too_large(limit: usize) -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "part_headers_too_large", format!("a part's headers are larger than {limit} bytes"))
+        .with("limit", limit)
+}
+
+/// The size of a part's headers as sent (`name: value\r\n` each).
+fn header_size(field: &multer::Field<'_>) -> usize {
+    field.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum()
+}
+
 /// Feeds the request body to multer and bounds what multer buffers.
 ///
 /// multer reads its input for as long as the input is ready, copying it into its own buffer, and
@@ -131,13 +149,7 @@ where
         let piece = this.pending.split_to(this.pending.len().min(HEADER_PIECE));
         let fed = this.watch.fed.fetch_add(piece.len(), Ordering::Relaxed) + piece.len();
         if fed > this.limit + HEADER_PIECE {
-            let problem = Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "part_headers_too_large",
-                format!("a part's headers are larger than {} bytes", this.limit),
-            )
-            .with("limit", this.limit);
-            return Poll::Ready(Some(Err(Box::new(BodyRejection(problem)))));
+            return Poll::Ready(Some(Err(Box::new(BodyRejection(part_headers_too_large(this.limit))))));
         }
         Poll::Ready(Some(Ok(piece)))
     }
@@ -226,6 +238,11 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
             let next = multipart.next_field().await;
             watch.end_wait();
             let Some(field) = next.map_err(multipart_problem)? else { break };
+            // Headers that arrived in the same chunk as the previous part's data were parsed from
+            // multer's buffer without passing the guard: check what was parsed.
+            if header_size(&field) > limits.max_part_header_size {
+                return Err(part_headers_too_large(limits.max_part_header_size));
+            }
             count += 1;
             if count > limits.max_parts {
                 return Err(Problem::new(
@@ -320,7 +337,7 @@ async fn receive_file(
         None => SniffBody::unchecked(body),
     };
     // Decide on the content before any storage is touched.
-    let sniffed = std::future::poll_fn(|cx| body.poll_decide(cx)).await.map_err(|e| Problem::from_body_error(e.as_ref()))?;
+    let sniffed = std::future::poll_fn(|cx| body.poll_decide(cx)).await.map_err(field_problem)?;
     let (body, digests) = HashBody::new(body, algorithms, Vec::new());
     let mut meta = FileMeta {
         content_type: sniffed.map(|s| s.content_type).or(declared.content_type),
@@ -337,10 +354,7 @@ async fn receive_file(
         Err(e) => {
             guard.abort().await;
             Err(match e {
-                crate::storage::StoreError::Body(source) => match source.downcast::<multer::Error>() {
-                    Ok(m) => multipart_problem(*m),
-                    Err(other) => Problem::from_body_error(other.as_ref()),
-                },
+                crate::storage::StoreError::Body(source) => field_problem(source),
                 other => other.to_problem(),
             })
         }

@@ -23,7 +23,7 @@ use crate::{
     hash::{HashAlgorithm, HashLayer},
     ingest::InFlight,
     limit::BodyLimitLayer,
-    progress::{ProgressHub, ProgressLayer},
+    progress::{ProgressHub, ProgressLayer, ReportRefusalsLayer},
     rate_limit::RateLimitLayer,
     sniff::{ContentPolicy, SniffLayer},
     storage::Store,
@@ -202,6 +202,7 @@ impl Uploads {
         let stack = |limit: u64| {
             ServiceBuilder::new()
                 .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
+                .layer(ReportRefusalsLayer::new(self.hub.clone()))
                 .layer(self.rate_limit.clone())
                 .layer(BodyLimitLayer::new(limit))
                 .layer(SniffLayer::new(config.policy.clone()))

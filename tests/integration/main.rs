@@ -1,0 +1,13 @@
+//! Integration tests: real servers on loopback TCP, real HTTP clients (reqwest, raw sockets).
+//!
+//! One test binary for every module keeps link time down.
+
+mod common;
+
+mod bad_input;
+mod download;
+mod form;
+mod hyper_stack;
+mod nesting;
+mod progress;
+mod raw;
