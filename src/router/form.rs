@@ -80,8 +80,12 @@ fn field_problem(err: BoxError) -> Problem {
 }
 
 fn part_headers_too_large(limit: usize) -> Problem {
-    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "part_headers_too_large", format!("a part's headers are larger than {limit} bytes"))
-        .with("limit", limit)
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "part_headers_too_large",
+        format!("a part's headers are larger than {limit} bytes"),
+    )
+    .with("limit", limit)
 }
 
 /// The size of a part's headers as sent (`name: value\r\n` each).

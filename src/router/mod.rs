@@ -259,8 +259,10 @@ mod tests {
     #[tokio::test]
     async fn limits_differ_per_route() {
         let store = InMemory::new();
-        let app: Router = Router::new().nest("/up", Uploads::new(store.clone()).max_raw_body(8).max_form_body(4096).into_router());
-        let body: &'static [u8] = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nhello world\r\n--XyZ--\r\n";
+        let app: Router =
+            Router::new().nest("/up", Uploads::new(store.clone()).max_raw_body(8).max_form_body(4096).into_router());
+        let body: &'static [u8] =
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nhello world\r\n--XyZ--\r\n";
         let res = app.clone().oneshot(request("/up/raw?name=a.txt", "text/plain", b"hello world")).await.unwrap();
         assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(json(res).await["limit"], 8);
