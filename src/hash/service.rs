@@ -117,6 +117,38 @@ mod tests {
         assert_eq!(json["algorithm"], "md5");
     }
 
+    fn large_body() -> (Vec<Vec<u8>>, String, String) {
+        // Past the (test-sized) offload threshold, so hashing moves to its own thread midway.
+        let chunks: Vec<Vec<u8>> = (0..40u32).map(|i| (0..16_384u32).map(|j| (i * 31 + j * 7) as u8).collect()).collect();
+        let mut sha256 = HashAlgorithm::Sha256.hasher();
+        let mut md5 = HashAlgorithm::Md5.hasher();
+        for c in &chunks {
+            sha256.update(c);
+            md5.update(c);
+        }
+        (chunks, crate::id::to_hex(&sha256.finalize()), crate::hash::base64(&md5.finalize()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_bodies_hashed_on_their_own_thread_give_the_same_digests() {
+        let (chunks, sha256, md5) = large_body();
+        let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let req = Request::post("/").header("content-md5", md5).body(chunked(&slices)).unwrap();
+        let res = svc().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(read(res.into_body()).await.unwrap(), sha256);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_bodies_hashed_on_their_own_thread_are_still_verified() {
+        let (chunks, _, _) = large_body();
+        let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let req = Request::post("/").header("content-md5", "kAFQmDzST7DWlj99KOF/cg==").body(chunked(&slices)).unwrap();
+        let res = svc().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(json(res).await["code"], "digest_mismatch");
+    }
+
     #[tokio::test]
     async fn a_malformed_digest_header_is_refused_before_reading() {
         let req = Request::post("/").header("repr-digest", "sha-256=:xyz").body(chunked(&[b"abc"])).unwrap();

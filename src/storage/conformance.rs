@@ -176,4 +176,14 @@ mod tests {
         let partial = std::fs::read_dir(dir.path().join("partial")).unwrap().count();
         assert_eq!(partial, 0, "no partial files are left behind");
     }
+
+    #[cfg(feature = "local-disk")]
+    #[tokio::test]
+    async fn local_disk_conforms_with_every_fsync_policy() {
+        use super::super::{FsyncPolicy, LocalDisk};
+        for policy in [FsyncPolicy::OnFinish, FsyncPolicy::Always] {
+            let dir = tempfile::tempdir().unwrap();
+            super::run(&LocalDisk::new(dir.path()).with_fsync(policy).with_write_buffer(4096)).await;
+        }
+    }
 }

@@ -10,25 +10,25 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use std::{
     collections::HashSet,
-    io::{self, SeekFrom},
+    fs::{self, File, OpenOptions},
+    io::{self, Seek, SeekFrom, Write},
     ops::Range,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
-use tokio::{
-    fs,
-    io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter},
-};
+use tokio::{io::AsyncReadExt, task::spawn_blocking};
 
 /// When [`LocalDisk`] asks the operating system to flush data to the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FsyncPolicy {
-    /// Never: fastest; a power loss may lose recently finished files.
-    Never,
-    /// Before a finished file is renamed into place, and its directory after (the default):
-    /// a file that was reported stored survives a power loss.
+    /// Never (the default, like tusd's file store and object_store's `LocalFileSystem`): files
+    /// survive a crash of the process — the operating system holds the data — but a power loss
+    /// may lose recently finished files. Readers never see a partial file either way.
     #[default]
+    Never,
+    /// Before a finished file is renamed into place, and its directory after: a file that was
+    /// reported stored survives a power loss. Costs a device flush per file.
     OnFinish,
     /// After every write request too, so that a resumable upload's reported offset survives a
     /// power loss.
@@ -60,13 +60,13 @@ struct Inner {
 }
 
 impl LocalDisk {
-    /// A store under `root` (created on first use) with [`FsyncPolicy::OnFinish`].
+    /// A store under `root` (created on first use) with [`FsyncPolicy::Never`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 root: root.into(),
                 fsync: FsyncPolicy::default(),
-                buffer: 256 * 1024,
+                buffer: 128 * 1024,
                 writing: Mutex::default(),
             }),
         }
@@ -77,8 +77,8 @@ impl LocalDisk {
         self.map_inner(|i| i.fsync = fsync)
     }
 
-    /// Sets the write buffer per upload (default 256 KiB): larger buffers mean fewer system calls,
-    /// at this much memory per upload in flight.
+    /// Sets how many bytes are gathered before a write to disk (default 128 KiB). One batch is
+    /// written while the next is gathered, so an upload holds at most twice this much.
     pub fn with_write_buffer(self, bytes: usize) -> Self {
         self.map_inner(|i| i.buffer = bytes.max(4096))
     }
@@ -107,75 +107,95 @@ impl LocalDisk {
         self.inner.root.join("objects").join(id.as_str())
     }
 
-    async fn read_json<T: serde::de::DeserializeOwned>(path: &Path, id: &UploadId) -> Result<T, StoreError> {
-        match fs::read(path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(StoreError::backend),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(id.clone())),
-            Err(e) => Err(e.into()),
-        }
+    /// Runs filesystem work on the blocking pool: each store operation is one hop there, which
+    /// is what keeps small uploads cheap.
+    async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        spawn_blocking(f).await.map_err(StoreError::backend)?
     }
+}
 
-    /// Writes `value` next to `path` and renames it into place, so readers see all or nothing.
-    async fn write_json_atomic<T: serde::Serialize>(&self, path: &Path, value: &T) -> Result<(), StoreError> {
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(value).map_err(StoreError::backend)?;
-        let mut file = fs::File::create(&tmp).await?;
-        file.write_all(&bytes).await?;
-        if self.inner.fsync != FsyncPolicy::Never {
-            file.sync_all().await?;
-        }
-        drop(file);
-        fs::rename(&tmp, path).await?;
-        Ok(())
-    }
+fn not_found(id: &UploadId) -> impl Fn(io::Error) -> StoreError + '_ {
+    move |e| if e.kind() == io::ErrorKind::NotFound { StoreError::NotFound(id.clone()) } else { e.into() }
+}
 
-    async fn sync_dir(&self, dir: &Path) -> Result<(), StoreError> {
-        if self.inner.fsync != FsyncPolicy::Never {
-            fs::File::open(dir).await?.sync_all().await?;
-        }
-        Ok(())
-    }
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, id: &UploadId) -> Result<T, StoreError> {
+    let bytes = fs::read(path).map_err(not_found(id))?;
+    serde_json::from_slice(&bytes).map_err(StoreError::backend)
+}
 
-    async fn current_offset(&self, id: &UploadId) -> Result<u64, StoreError> {
-        match fs::metadata(self.partial(id)).await {
-            Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(id.clone())),
-            Err(e) => Err(e.into()),
-        }
+/// Writes `value` next to `path` and renames it into place, so readers see all or nothing.
+fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T, sync: bool) -> Result<(), StoreError> {
+    let tmp = path.with_extension("json.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(value).map_err(StoreError::backend)?)?;
+    if sync {
+        file.sync_all()?;
     }
+    drop(file);
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
 
-    async fn info_without_offset(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-        Self::read_json(&self.partial(id).with_extension("json"), id).await
-    }
+/// The upload's info with its offset: the length of its data file.
+fn info_at(data: &Path, id: &UploadId) -> Result<UploadInfo, StoreError> {
+    let mut info: UploadInfo = read_json(&data.with_extension("json"), id)?;
+    info.offset = fs::metadata(data).map_err(not_found(id))?.len();
+    Ok(info)
+}
+
+fn write_all(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
+    batch.iter().try_for_each(|chunk| file.write_all(chunk))
 }
 
 #[async_trait]
 impl Store for LocalDisk {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        let root = &self.inner.root;
-        fs::create_dir_all(root.join("partial")).await?;
-        fs::create_dir_all(root.join("objects")).await?;
         let info =
             UploadInfo { id: UploadId::random(), offset: 0, length: upload.length, meta: upload.meta, created_at: now_secs() };
-        fs::OpenOptions::new().write(true).create_new(true).open(self.partial(&info.id)).await?;
-        self.write_json_atomic(&self.partial(&info.id).with_extension("json"), &info).await?;
+        let (root, data, sync) = (self.inner.root.clone(), self.partial(&info.id), self.inner.fsync == FsyncPolicy::Always);
+        let created = info.clone();
+        Self::blocking(move || {
+            let open = || OpenOptions::new().write(true).create_new(true).open(&data);
+            if let Err(e) = open() {
+                if e.kind() != io::ErrorKind::NotFound {
+                    return Err(e.into());
+                }
+                fs::create_dir_all(root.join("partial"))?;
+                fs::create_dir_all(root.join("objects"))?;
+                open()?;
+            }
+            write_json_atomic(&data.with_extension("json"), &created, sync)
+        })
+        .await?;
         Ok(info)
     }
 
     async fn write(&self, id: &UploadId, offset: u64, mut data: ByteStream<'_>) -> Result<u64, StoreError> {
         let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        let info = self.info_without_offset(id).await?;
-        let start = self.current_offset(id).await?;
-        if start != offset {
-            return Err(StoreError::OffsetMismatch { expected: start, given: offset });
+        let (path, owned_id) = (self.partial(id), id.clone());
+        let (info, file) = Self::blocking(move || {
+            let info = info_at(&path, &owned_id)?;
+            let file = OpenOptions::new().append(true).open(&path).map_err(not_found(&owned_id))?;
+            Ok((info, file))
+        })
+        .await?;
+        if info.offset != offset {
+            return Err(StoreError::OffsetMismatch { expected: info.offset, given: offset });
         }
-        let room = info.length.map(|l| l - start);
-        let file = fs::OpenOptions::new().append(true).open(self.partial(id)).await?;
-        let mut out = BufWriter::with_capacity(self.inner.buffer, file);
-        let mut written = 0u64;
+        let room = info.length.map(|l| l - info.offset);
+        let batch_size = self.inner.buffer;
+        // One batch is written on the blocking pool while the next is gathered: the chunks are
+        // written as they came (no copy), and the file goes back and forth with them.
+        let mut file = Some(file);
+        let mut writing: Option<tokio::task::JoinHandle<io::Result<File>>> = None;
+        let (mut batch, mut batch_len, mut written) = (Vec::new(), 0usize, 0u64);
         let mut failure = None;
         while let Some(chunk) = data.next().await {
-            let chunk: Bytes = match chunk {
+            let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
                     failure = Some(StoreError::Body(e));
@@ -186,71 +206,101 @@ impl Store for LocalDisk {
                 failure = Some(e);
                 break;
             }
-            out.write_all(&chunk).await?;
             written += chunk.len() as u64;
+            batch_len += chunk.len();
+            batch.push(chunk);
+            if batch_len >= batch_size {
+                if let Some(previous) = writing.take() {
+                    file = Some(previous.await.map_err(StoreError::backend)??);
+                }
+                let mut f = file.take().expect("the file is here between writes");
+                let full = std::mem::take(&mut batch);
+                batch_len = 0;
+                writing = Some(spawn_blocking(move || write_all(&mut f, &full).map(|()| f)));
+            }
         }
         // Keep what arrived before a failure: a resumable upload continues from there.
-        out.flush().await?;
-        let mut file = out.into_inner();
-        if self.inner.fsync == FsyncPolicy::Always {
-            file.sync_data().await?;
+        if let Some(previous) = writing.take() {
+            file = Some(previous.await.map_err(StoreError::backend)??);
         }
-        file.shutdown().await?;
+        let mut f = file.take().expect("the file is here between writes");
+        let sync = self.inner.fsync == FsyncPolicy::Always;
+        Self::blocking(move || {
+            write_all(&mut f, &batch)?;
+            if sync {
+                f.sync_data()?;
+            }
+            Ok(())
+        })
+        .await?;
         match failure {
             Some(e) => Err(e),
-            None => Ok(start + written),
+            None => Ok(info.offset + written),
         }
     }
 
     async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-        let mut info = self.info_without_offset(id).await?;
-        info.offset = self.current_offset(id).await?;
-        Ok(info)
+        let (path, id) = (self.partial(id), id.clone());
+        Self::blocking(move || info_at(&path, &id)).await
     }
 
     async fn finish(&self, id: &UploadId, digests: Digests) -> Result<StoredObject, StoreError> {
         let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        let info = self.info(id).await?;
-        if let Some(length) = info.length.filter(|&l| l != info.offset) {
-            return Err(StoreError::Incomplete { offset: info.offset, length });
-        }
-        let object =
-            StoredObject { id: info.id.clone(), size: info.offset, meta: info.meta, digests, created_at: info.created_at };
-        let partial = self.partial(id);
-        if self.inner.fsync != FsyncPolicy::Never {
-            fs::File::open(&partial).await?.sync_all().await?;
-        }
-        let target = self.object(id);
-        fs::rename(&partial, &target).await?;
-        self.write_json_atomic(&target.with_extension("json"), &object).await?;
-        self.sync_dir(&self.inner.root.join("objects")).await?;
-        let _ = fs::remove_file(partial.with_extension("json")).await;
-        Ok(object)
+        let (partial, target, id) = (self.partial(id), self.object(id), id.clone());
+        let (sync, objects) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"));
+        Self::blocking(move || {
+            let info = info_at(&partial, &id)?;
+            if let Some(length) = info.length.filter(|&l| l != info.offset) {
+                return Err(StoreError::Incomplete { offset: info.offset, length });
+            }
+            let object = StoredObject { id: info.id, size: info.offset, meta: info.meta, digests, created_at: info.created_at };
+            if sync {
+                File::open(&partial)?.sync_all()?;
+            }
+            fs::rename(&partial, &target)?;
+            // The metadata is the commit point: until it is in place, the object does not exist.
+            write_json_atomic(&target.with_extension("json"), &object, sync)?;
+            if sync {
+                File::open(&objects)?.sync_all()?;
+            }
+            let _ = fs::remove_file(partial.with_extension("json"));
+            Ok(object)
+        })
+        .await
     }
 
     async fn abort(&self, id: &UploadId) -> Result<(), StoreError> {
-        let partial = self.partial(id);
-        let mut found = false;
-        for path in [partial.with_extension("json"), partial] {
-            match fs::remove_file(&path).await {
-                Ok(()) => found = true,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+        let (partial, id) = (self.partial(id), id.clone());
+        Self::blocking(move || {
+            let mut found = false;
+            for path in [partial.with_extension("json"), partial] {
+                match fs::remove_file(&path) {
+                    Ok(()) => found = true,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
-        }
-        if found { Ok(()) } else { Err(StoreError::NotFound(id.clone())) }
+            if found { Ok(()) } else { Err(StoreError::NotFound(id)) }
+        })
+        .await
     }
 
     async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError> {
-        Self::read_json(&self.object(id).with_extension("json"), id).await
+        let (path, id) = (self.object(id).with_extension("json"), id.clone());
+        Self::blocking(move || read_json(&path, &id)).await
     }
 
     async fn read(&self, id: &UploadId, range: Option<Range<u64>>) -> Result<ObjectRead, StoreError> {
-        let object = self.head(id).await?;
-        let range = resolve_range(range, object.size)?;
-        let mut file = fs::File::open(self.object(id)).await?;
-        file.seek(SeekFrom::Start(range.start)).await?;
-        let reader = file.take(range.end - range.start);
+        let (path, id) = (self.object(id), id.clone());
+        let (object, range, file) = Self::blocking(move || {
+            let object: StoredObject = read_json(&path.with_extension("json"), &id)?;
+            let range = resolve_range(range, object.size)?;
+            let mut file = File::open(&path).map_err(not_found(&id))?;
+            file.seek(SeekFrom::Start(range.start))?;
+            Ok((object, range, file))
+        })
+        .await?;
+        let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
         let body = futures_util::stream::try_unfold(reader, |mut reader| async move {
             let mut buf = BytesMut::with_capacity(64 * 1024);
             match reader.read_buf(&mut buf).await? {
@@ -263,12 +313,12 @@ impl Store for LocalDisk {
     }
 
     async fn delete(&self, id: &UploadId) -> Result<(), StoreError> {
-        let path = self.object(id);
-        match fs::remove_file(path.with_extension("json")).await {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(id.clone())),
-            other => other?,
-        }
-        let _ = fs::remove_file(path).await;
-        Ok(())
+        let (path, id) = (self.object(id), id.clone());
+        Self::blocking(move || {
+            fs::remove_file(path.with_extension("json")).map_err(not_found(&id))?;
+            let _ = fs::remove_file(path);
+            Ok(())
+        })
+        .await
     }
 }
