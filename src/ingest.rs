@@ -5,18 +5,14 @@ use crate::{
     body::data_stream,
     declared::DeclaredFile,
     error::{BoxError, Problem},
-    id::UploadId,
-    storage::{Digests, FileMeta, NewUpload, Store, StoredObject},
+    storage::{Digests, DigestsAtEnd, FileMeta, NewUpload, Store, StoredObject},
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header, request::Parts};
 use http_body::Body;
 use http_body_util::Full;
 use serde::Serialize;
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 /// A stored file as the upload endpoints describe it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -97,102 +93,11 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok())
 }
 
-/// The uploads in progress in this process, so that a server shutting down can abort the ones
-/// that did not finish in time (see the `server` example). Cloning shares the registry.
-#[derive(Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashMap<UploadId, Arc<dyn Store>>>>);
-
-impl std::fmt::Debug for InFlight {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("InFlight").field(&self.len()).finish()
-    }
-}
-
-impl InFlight {
-    /// How many uploads are in progress.
-    pub fn len(&self) -> usize {
-        self.0.lock().expect("in-flight lock poisoned").len()
-    }
-
-    /// Whether no upload is in progress.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Aborts every upload in progress (their requests then fail); returns how many.
-    pub async fn abort_all(&self) -> usize {
-        let uploads: Vec<_> = self.0.lock().expect("in-flight lock poisoned").drain().collect();
-        for (id, store) in &uploads {
-            tracing::info!(%id, "aborting an unfinished upload");
-            if let Err(e) = store.abort(id).await {
-                tracing::warn!(%id, error = %e, "could not abort an unfinished upload");
-            }
-        }
-        uploads.len()
-    }
-
-    fn insert(&self, id: &UploadId, store: &Arc<dyn Store>) {
-        self.0.lock().expect("in-flight lock poisoned").insert(id.clone(), store.clone());
-    }
-
-    fn remove(&self, id: &UploadId) {
-        self.0.lock().expect("in-flight lock poisoned").remove(id);
-    }
-}
-
-/// Aborts an upload whose request is dropped before it finished (client gone, server shutting
-/// down), so no partial upload outlives its request, and registers it as [`InFlight`] meanwhile.
-pub(crate) struct AbortOnDrop {
-    store: Arc<dyn Store>,
-    id: Option<UploadId>,
-    in_flight: InFlight,
-}
-
-impl AbortOnDrop {
-    pub(crate) fn new(store: Arc<dyn Store>, id: UploadId, in_flight: &InFlight) -> Self {
-        in_flight.insert(&id, &store);
-        Self { store, id: Some(id), in_flight: in_flight.clone() }
-    }
-
-    /// The upload finished or was aborted by its handler: nothing to do on drop.
-    pub(crate) fn disarm(mut self) {
-        if let Some(id) = self.id.take() {
-            self.in_flight.remove(&id);
-        }
-    }
-
-    /// Aborts now.
-    pub(crate) async fn abort(mut self) {
-        if let Some(id) = self.id.take() {
-            self.in_flight.remove(&id);
-            match self.store.abort(&id).await {
-                Ok(()) | Err(crate::storage::StoreError::NotFound(_)) => {}
-                Err(e) => tracing::warn!(%id, error = %e, "could not abort a failed upload"),
-            }
-        }
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            self.in_flight.remove(&id);
-            let store = self.store.clone();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    tracing::info!(%id, "aborting an upload whose request was dropped");
-                    let _ = store.abort(&id).await;
-                });
-            }
-        }
-    }
-}
-
 /// Stores a request body as one object, named by `Content-Disposition` or `?name=`, typed by the
 /// sniff layer's verdict (or `Content-Type`), with the digests of the hash layer (if they ran).
 /// On any failure — or if the returned future is dropped — the upload is aborted and nothing is
 /// stored.
-pub async fn store_body<B>(store: &Arc<dyn Store>, in_flight: &InFlight, parts: &Parts, body: B) -> Result<StoredObject, Problem>
+pub async fn store_body<B>(store: &dyn Store, parts: &Parts, body: B) -> Result<StoredObject, Problem>
 where
     B: Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
@@ -201,32 +106,17 @@ where
     let meta =
         FileMeta { content_type: stored_content_type(&parts.extensions, &declared), name: declared.name, ..FileMeta::default() };
     let upload = NewUpload { length: declared_length(&parts.headers), meta };
-    let info = store.create(upload).await.map_err(|e| e.to_problem())?;
-    let guard = AbortOnDrop::new(store.clone(), info.id.clone(), in_flight);
-    let result = match store.write(&info.id, 0, data_stream(body)).await {
-        Ok(_) => store.finish(&info.id, body_digests(&parts.extensions)).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(object) => {
-            guard.disarm();
-            Ok(object)
-        }
-        Err(e) => {
-            guard.abort().await;
-            Err(e.to_problem())
-        }
-    }
+    store.put_object(upload, data_stream(body), digests_at_end(&parts.extensions)).await.map_err(|e| e.to_problem())
 }
 
-/// The digests the hash layer computed for a request body that has been read to its end.
-pub(crate) fn body_digests(extensions: &http::Extensions) -> Digests {
+/// The digests the hash layer computes for a body, to be read once the body has ended.
+pub(crate) fn digests_at_end(extensions: &http::Extensions) -> DigestsAtEnd {
     #[cfg(feature = "hash")]
-    if let Some(d) = extensions.get::<crate::hash::DigestHandle>().and_then(|h| h.get()) {
-        return d.clone();
+    if let Some(handle) = extensions.get::<crate::hash::DigestHandle>().cloned() {
+        return Box::new(move || handle.get().cloned().unwrap_or_default());
     }
     let _ = extensions;
-    Digests::default()
+    Box::new(Digests::default)
 }
 
 /// The progress id a request named, if the progress layer ran.
@@ -254,7 +144,6 @@ pub(crate) fn progress_id(extensions: &http::Extensions) -> Option<String> {
 pub struct StoreService {
     store: Arc<dyn Store>,
     files_url: Arc<str>,
-    in_flight: InFlight,
 }
 
 impl StoreService {
@@ -265,12 +154,7 @@ impl StoreService {
 
     /// Stores into a shared store.
     pub fn from_arc(store: Arc<dyn Store>) -> Self {
-        Self { store, files_url: Arc::from("/files"), in_flight: InFlight::default() }
-    }
-
-    /// The uploads this service has in progress.
-    pub fn in_flight(&self) -> InFlight {
-        self.in_flight.clone()
+        Self { store, files_url: Arc::from("/files") }
     }
 
     /// The URL prefix of downloads in responses (`Location`, `url`).
@@ -296,14 +180,13 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let store = self.store.clone();
         let files_url = self.files_url.clone();
-        let in_flight = self.in_flight.clone();
         Box::pin(async move {
             if req.method() != http::Method::POST && req.method() != http::Method::PUT {
                 return Ok(Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "send the file with POST or PUT")
                     .into_http());
             }
             let (parts, body) = req.into_parts();
-            Ok(match store_body(&store, &in_flight, &parts, body).await {
+            Ok(match store_body(store.as_ref(), &parts, body).await {
                 Ok(object) => UploadResponse {
                     files: vec![UploadedFile::new(&object, &files_url)],
                     fields: Default::default(),

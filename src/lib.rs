@@ -141,7 +141,7 @@ mod test_util;
 
 pub use error::{BoxError, Problem};
 pub use id::UploadId;
-pub use ingest::{InFlight, StoreService, UploadResponse, UploadedFile, store_body};
+pub use ingest::{StoreService, UploadResponse, UploadedFile, store_body};
 #[cfg(all(feature = "router", feature = "local-disk"))]
 pub use router::uploads_router;
 #[cfg(feature = "router")]

@@ -21,7 +21,7 @@
 
 use axum::{Router, response::Html, routing::get};
 use intake::{
-    InFlight, Uploads,
+    Uploads,
     rate_limit::RateLimitLayer,
     sniff::ContentPolicy,
     storage::{FsyncPolicy, LocalDisk},
@@ -98,20 +98,17 @@ fn rate_limit(s: &Settings) -> RateLimitLayer {
     if s.rate == 0 && s.bytes_per_sec == 0 { RateLimitLayer::disabled() } else { layer }
 }
 
-/// The whole app: the demo page, `/health`, and the uploads router at `/upload`; with the
-/// registry of uploads in flight, for shutdown.
-fn app(s: &Settings) -> (Router, InFlight) {
+/// The whole app: the demo page, `/health`, and the uploads router at `/upload`.
+fn app(s: &Settings) -> Router {
     let uploads = Uploads::new(LocalDisk::new(&s.dir).with_fsync(s.fsync))
         .max_body(s.max_body)
         .rate_limit(rate_limit(s))
         .body_idle_timeout(s.body_timeout)
         .content_policy(ContentPolicy::default().allow(s.allow.iter().cloned()));
-    let in_flight = uploads.in_flight();
-    let router = Router::new()
+    Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route("/health", get(|| async { "ok" }))
-        .nest("/upload", uploads.into_router());
-    (router, in_flight)
+        .nest("/upload", uploads.into_router())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -140,7 +137,7 @@ async fn main() -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, dir = %settings.dir, "intake upload server listening; open http://{}/", listener.local_addr()?);
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let (app, in_flight) = app(&settings);
+    let app = app(&settings);
     let mut server = tokio::spawn({
         let mut stop_rx = stop_rx.clone();
         async move {
@@ -161,8 +158,8 @@ async fn main() -> std::io::Result<()> {
     match tokio::time::timeout(settings.grace, &mut server).await {
         Ok(result) => result.expect("server task").map_err(std::io::Error::other)?,
         Err(_) => {
-            let aborted = in_flight.abort_all().await;
-            tracing::warn!(aborted, "grace period over: aborted the uploads still in flight");
+            // Dropping the connections drops their uploads, which remove what they had written.
+            tracing::warn!("grace period over: aborting the uploads still in flight");
             server.abort();
         }
     }

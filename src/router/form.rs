@@ -6,11 +6,11 @@ use crate::{
     declared::{DeclaredFile, essence},
     error::{BodyRejection, BoxError, Problem},
     filename,
-    hash::{DigestHandle, FormHashing, HashBody},
-    ingest::{AbortOnDrop, UploadResponse, UploadedFile, progress_id},
+    hash::{FormHashing, HashBody},
+    ingest::{UploadResponse, UploadedFile, progress_id},
     limit::LimitedBody,
     sniff::{FormPolicy, SniffBody},
-    storage::{FileMeta, NewUpload, StoredObject, UploadInfo},
+    storage::{FileMeta, NewUpload, StoredObject},
 };
 use axum::{
     body::Body,
@@ -191,11 +191,42 @@ fn add_field(fields: &mut serde_json::Map<String, serde_json::Value>, name: Stri
     }
 }
 
-/// A file written to storage, waiting for the rest of the form before it is finished.
-struct Received {
-    info: UploadInfo,
-    digests: DigestHandle,
-    guard: AbortOnDrop,
+/// The files of a form stored so far. The form is all-or-nothing: if a later part fails, or the
+/// request is dropped, they are deleted (nobody has learnt their ids yet).
+struct Committed {
+    store: Arc<dyn crate::storage::Store>,
+    objects: Vec<StoredObject>,
+}
+
+impl Committed {
+    async fn undo(mut self) {
+        for object in std::mem::take(&mut self.objects) {
+            if let Err(e) = self.store.delete(&object.id).await {
+                tracing::warn!(id = %object.id, error = %e, "could not delete a file of a failed form");
+            }
+        }
+    }
+
+    fn keep(mut self) -> Vec<StoredObject> {
+        std::mem::take(&mut self.objects)
+    }
+}
+
+impl Drop for Committed {
+    fn drop(&mut self) {
+        let objects = std::mem::take(&mut self.objects);
+        if objects.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for object in objects {
+                    let _ = store.delete(&object.id).await;
+                }
+            });
+        }
+    }
 }
 
 pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Response {
@@ -233,7 +264,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
     };
     let mut multipart = multer::Multipart::new(guarded, boundary);
 
-    let mut received: Vec<Received> = Vec::new();
+    let mut received = Committed { store: app.store.clone(), objects: Vec::new() };
     let mut fields = serde_json::Map::new();
     let outcome: Result<(), Problem> = async {
         let mut count = 0;
@@ -262,7 +293,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
                 add_field(&mut fields, field_name.unwrap_or_default(), value);
                 continue;
             };
-            if received.len() >= limits.max_files {
+            if received.objects.len() >= limits.max_files {
                 return Err(Problem::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_many_files",
@@ -275,9 +306,10 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
                 content_type: field.content_type().and_then(|m| essence(m.as_ref())),
             };
             received
+                .objects
                 .push(receive_file(&app, field, field_name, declared, policy.clone(), &algorithms, limits.max_file_size).await?);
         }
-        if received.is_empty() {
+        if received.objects.is_empty() {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "no_files",
@@ -289,31 +321,11 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
     .await;
 
     if let Err(problem) = outcome {
-        for r in received {
-            r.guard.abort().await;
-        }
+        received.undo().await;
         return problem.into_response();
     }
-    // The whole form arrived (and matched any digest the client sent for it): commit every file.
-    let mut stored: Vec<StoredObject> = Vec::with_capacity(received.len());
-    for r in received.iter() {
-        match app.store.finish(&r.info.id, r.digests.get().cloned().unwrap_or_default()).await {
-            Ok(object) => stored.push(object),
-            Err(e) => {
-                // Keep the form all-or-nothing: undo what was already committed.
-                for object in &stored {
-                    let _ = app.store.delete(&object.id).await;
-                }
-                for r in received {
-                    r.guard.abort().await;
-                }
-                return e.to_problem().into_response();
-            }
-        }
-    }
-    for r in received {
-        r.guard.disarm();
-    }
+    // The whole form arrived, and matched any digest the client sent for it.
+    let stored = received.keep();
     let url = files_url(&parts);
     UploadResponse {
         files: stored.iter().map(|o| UploadedFile::new(o, &url)).collect(),
@@ -325,7 +337,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
 }
 
 /// Streams one file of the form through the same sniff, size and hash wrappers that the layers
-/// put around a request body, into a new upload (not yet finished).
+/// put around a request body, into storage.
 async fn receive_file(
     app: &AppState,
     field: multer::Field<'static>,
@@ -334,7 +346,7 @@ async fn receive_file(
     policy: Option<Arc<crate::sniff::ContentPolicy>>,
     algorithms: &[crate::hash::HashAlgorithm],
     max_file_size: Option<u64>,
-) -> Result<Received, Problem> {
+) -> Result<StoredObject, Problem> {
     let body = LimitedBody::with_limit(stream_body(field), max_file_size.unwrap_or(u64::MAX));
     let mut body = match policy {
         Some(policy) => SniffBody::checking(body, policy, declared.clone()).0,
@@ -351,16 +363,9 @@ async fn receive_file(
     if let Some(name) = field_name {
         meta.extra.insert("field".into(), name);
     }
-    let info = app.store.create(NewUpload { length: None, meta }).await.map_err(|e| e.to_problem())?;
-    let guard = AbortOnDrop::new(app.store.clone(), info.id.clone(), &app.in_flight);
-    match app.store.write(&info.id, 0, data_stream(body)).await {
-        Ok(_) => Ok(Received { info, digests, guard }),
-        Err(e) => {
-            guard.abort().await;
-            Err(match e {
-                crate::storage::StoreError::Body(source) => field_problem(source),
-                other => other.to_problem(),
-            })
-        }
-    }
+    let digests_at_end = Box::new(move || digests.get().cloned().unwrap_or_default());
+    app.store.put_object(NewUpload { length: None, meta }, data_stream(body), digests_at_end).await.map_err(|e| match e {
+        crate::storage::StoreError::Body(source) => field_problem(source),
+        other => other.to_problem(),
+    })
 }

@@ -21,7 +21,6 @@ pub use form::FormLimits;
 
 use crate::{
     hash::{HashAlgorithm, HashLayer},
-    ingest::InFlight,
     limit::BodyLimitLayer,
     progress::{ProgressHub, ProgressLayer, ReportRefusalsLayer},
     rate_limit::RateLimitLayer,
@@ -74,7 +73,6 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) hub: ProgressHub,
     pub(crate) config: Arc<UploadConfig>,
-    pub(crate) in_flight: InFlight,
 }
 
 /// The URL under which this router's files download: `{nested prefix}/files`.
@@ -102,7 +100,6 @@ pub struct Uploads {
     hub: ProgressHub,
     rate_limit: RateLimitLayer,
     config: UploadConfig,
-    in_flight: InFlight,
 }
 
 impl Uploads {
@@ -119,7 +116,6 @@ impl Uploads {
             hub: ProgressHub::new(),
             rate_limit: RateLimitLayer::per_second(20).burst(40),
             config: UploadConfig::default(),
-            in_flight: InFlight::default(),
         }
     }
 
@@ -178,12 +174,6 @@ impl Uploads {
         self
     }
 
-    /// The uploads in progress, for a server that shuts down: wait for them, then
-    /// [`InFlight::abort_all`] what is left.
-    pub fn in_flight(&self) -> InFlight {
-        self.in_flight.clone()
-    }
-
     /// The progress hub the router publishes to.
     pub fn hub(&self) -> &ProgressHub {
         &self.hub
@@ -196,8 +186,7 @@ impl Uploads {
     /// [sniff](crate::sniff) → [hash](crate::hash) → [progress](crate::progress) → handler.
     /// See the crate docs for why this order.
     pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
-        let state =
-            AppState { store: self.store, hub: self.hub.clone(), config: Arc::new(self.config), in_flight: self.in_flight };
+        let state = AppState { store: self.store, hub: self.hub.clone(), config: Arc::new(self.config) };
         let config = state.config.clone();
         let stack = |limit: u64| {
             ServiceBuilder::new()

@@ -9,7 +9,7 @@ use axum::{
 
 pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    match store_body(&app.store, &app.in_flight, &parts, body).await {
+    match store_body(app.store.as_ref(), &parts, body).await {
         Ok(object) => UploadResponse {
             files: vec![UploadedFile::new(&object, &files_url(&parts))],
             fields: Default::default(),

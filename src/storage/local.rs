@@ -1,8 +1,8 @@
 //! Local disk: the default store.
 
 use super::{
-    ByteStream, Digests, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard, check_room, now_secs,
-    resolve_range,
+    ByteStream, Digests, DigestsAtEnd, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard,
+    check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
@@ -151,6 +151,85 @@ fn write_all(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
     batch.iter().try_for_each(|chunk| file.write_all(chunk))
 }
 
+type Opener = Box<dyn FnOnce() -> Result<File, StoreError> + Send>;
+
+/// Writes chunks to a file in batches on the blocking pool: one batch is written while the next
+/// is gathered, the chunks go to the file as they came (no copy), and a body smaller than one
+/// batch costs a single hop, opening included.
+struct BatchedFile {
+    file: Option<File>,
+    open: Option<Opener>,
+    writing: Option<tokio::task::JoinHandle<Result<File, StoreError>>>,
+    batch: Vec<Bytes>,
+    len: usize,
+    size: usize,
+}
+
+impl BatchedFile {
+    fn new(file: Option<File>, open: Option<Opener>, size: usize) -> Self {
+        Self { file, open, writing: None, batch: Vec::new(), len: 0, size }
+    }
+
+    async fn push(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        self.len += chunk.len();
+        self.batch.push(chunk);
+        if self.len >= self.size {
+            self.settle().await?;
+            let (file, open, full) = (self.file.take(), self.open.take(), std::mem::take(&mut self.batch));
+            self.len = 0;
+            self.writing = Some(spawn_blocking(move || {
+                let mut file = match (file, open) {
+                    (Some(f), _) => f,
+                    (None, Some(open)) => open()?,
+                    (None, None) => unreachable!("a file or a way to open one"),
+                };
+                write_all(&mut file, &full)?;
+                Ok(file)
+            }));
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch being written.
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        if let Some(writing) = self.writing.take() {
+            self.file = Some(writing.await.map_err(StoreError::backend)??);
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and runs `then` on the file, in one hop.
+    async fn finish<T: Send + 'static>(
+        mut self,
+        then: impl FnOnce(File) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.settle().await?;
+        let (file, open, rest) = (self.file.take(), self.open.take(), std::mem::take(&mut self.batch));
+        LocalDisk::blocking(move || {
+            let mut file = match (file, open) {
+                (Some(f), _) => f,
+                (None, Some(open)) => open()?,
+                (None, None) => unreachable!("a file or a way to open one"),
+            };
+            write_all(&mut file, &rest)?;
+            then(file)
+        })
+        .await
+    }
+}
+
+/// Removes a file when dropped unless disarmed: a one-shot upload whose request is dropped (the
+/// client went away, the server stopped) leaves nothing behind.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for path in self.0.drain(..) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 #[async_trait]
 impl Store for LocalDisk {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
@@ -187,50 +266,30 @@ impl Store for LocalDisk {
             return Err(StoreError::OffsetMismatch { expected: info.offset, given: offset });
         }
         let room = info.length.map(|l| l - info.offset);
-        let batch_size = self.inner.buffer;
-        // One batch is written on the blocking pool while the next is gathered: the chunks are
-        // written as they came (no copy), and the file goes back and forth with them.
-        let mut file = Some(file);
-        let mut writing: Option<tokio::task::JoinHandle<io::Result<File>>> = None;
-        let (mut batch, mut batch_len, mut written) = (Vec::new(), 0usize, 0u64);
-        let mut failure = None;
+        let mut out = BatchedFile::new(Some(file), None, self.inner.buffer);
+        let (mut written, mut failure) = (0u64, None);
         while let Some(chunk) = data.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
+            let step = match chunk {
+                Ok(chunk) => check_room(&chunk, written, room, info.length).map(|()| chunk),
+                Err(e) => Err(StoreError::Body(e)),
+            };
+            match step {
+                Ok(chunk) => {
+                    written += chunk.len() as u64;
+                    out.push(chunk).await?;
+                }
                 Err(e) => {
-                    failure = Some(StoreError::Body(e));
+                    failure = Some(e);
                     break;
                 }
-            };
-            if let Err(e) = check_room(&chunk, written, room, info.length) {
-                failure = Some(e);
-                break;
-            }
-            written += chunk.len() as u64;
-            batch_len += chunk.len();
-            batch.push(chunk);
-            if batch_len >= batch_size {
-                if let Some(previous) = writing.take() {
-                    file = Some(previous.await.map_err(StoreError::backend)??);
-                }
-                let mut f = file.take().expect("the file is here between writes");
-                let full = std::mem::take(&mut batch);
-                batch_len = 0;
-                writing = Some(spawn_blocking(move || write_all(&mut f, &full).map(|()| f)));
             }
         }
         // Keep what arrived before a failure: a resumable upload continues from there.
-        if let Some(previous) = writing.take() {
-            file = Some(previous.await.map_err(StoreError::backend)??);
-        }
-        let mut f = file.take().expect("the file is here between writes");
         let sync = self.inner.fsync == FsyncPolicy::Always;
-        Self::blocking(move || {
-            write_all(&mut f, &batch)?;
-            if sync {
-                f.sync_data()?;
-            }
-            Ok(())
+        out.finish(move |file| {
+            Ok(if sync {
+                file.sync_data()?
+            })
         })
         .await?;
         match failure {
@@ -310,6 +369,57 @@ impl Store for LocalDisk {
         })
         .boxed();
         Ok(ObjectRead { object, range, body })
+    }
+
+    async fn put_object(
+        &self,
+        upload: NewUpload,
+        mut data: ByteStream<'_>,
+        digests: DigestsAtEnd,
+    ) -> Result<StoredObject, StoreError> {
+        // The data goes straight to objects/{id}: invisible until its metadata is renamed into
+        // place, which is the commit point, as for finish(). No resumable record is kept.
+        let id = UploadId::random();
+        let path = self.object(&id);
+        let mut guard = RemoveOnDrop(vec![path.with_extension("json"), path.clone()]);
+        let (root, target) = (self.inner.root.clone(), path.clone());
+        let open: Opener = Box::new(move || {
+            let create = || OpenOptions::new().write(true).create_new(true).open(&target);
+            match create() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(root.join("objects"))?;
+                    Ok(create()?)
+                }
+                other => Ok(other?),
+            }
+        });
+        let mut out = BatchedFile::new(None, Some(open), self.inner.buffer);
+        let mut size = 0u64;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(StoreError::Body)?;
+            check_room(&chunk, size, upload.length, upload.length)?;
+            size += chunk.len() as u64;
+            out.push(chunk).await?;
+        }
+        if let Some(length) = upload.length.filter(|&l| l != size) {
+            return Err(StoreError::Incomplete { offset: size, length });
+        }
+        let object = StoredObject { id, size, meta: upload.meta, digests: digests(), created_at: now_secs() };
+        let (sync, objects, meta) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"), object.clone());
+        out.finish(move |file| {
+            if sync {
+                file.sync_all()?;
+            }
+            drop(file);
+            write_json_atomic(&path.with_extension("json"), &meta, sync)?;
+            if sync {
+                File::open(&objects)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await?;
+        guard.0.clear();
+        Ok(object)
     }
 
     async fn delete(&self, id: &UploadId) -> Result<(), StoreError> {

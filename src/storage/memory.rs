@@ -1,8 +1,8 @@
 //! An in-memory store for tests and examples.
 
 use super::{
-    ByteStream, Digests, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard, check_room, now_secs,
-    resolve_range,
+    ByteStream, Digests, DigestsAtEnd, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard,
+    check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
@@ -112,6 +112,33 @@ impl Store for InMemory {
         let range = resolve_range(range, object.size)?;
         let bytes = data.slice(range.start as usize..range.end as usize);
         Ok(ObjectRead { object, range, body: futures_util::stream::iter([Ok(bytes)]).boxed() })
+    }
+
+    async fn put_object(
+        &self,
+        upload: NewUpload,
+        mut data: ByteStream<'_>,
+        digests: DigestsAtEnd,
+    ) -> Result<StoredObject, StoreError> {
+        // Nothing is shared until the body is whole: a failed or dropped upload leaves nothing.
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(StoreError::Body)?;
+            check_room(&chunk, buf.len() as u64, upload.length, upload.length)?;
+            buf.extend_from_slice(&chunk);
+        }
+        if let Some(length) = upload.length.filter(|&l| l != buf.len() as u64) {
+            return Err(StoreError::Incomplete { offset: buf.len() as u64, length });
+        }
+        let object = StoredObject {
+            id: UploadId::random(),
+            size: buf.len() as u64,
+            meta: upload.meta,
+            digests: digests(),
+            created_at: now_secs(),
+        };
+        self.inner.objects.lock().expect("lock poisoned").insert(object.id.clone(), (object.clone(), buf.freeze()));
+        Ok(object)
     }
 
     async fn delete(&self, id: &UploadId) -> Result<(), StoreError> {

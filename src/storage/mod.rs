@@ -282,24 +282,22 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes a finished object.
     async fn delete(&self, id: &UploadId) -> Result<(), StoreError>;
-}
 
-/// Operations built from [`Store`]'s required ones, for every store.
-#[async_trait]
-pub trait StoreExt: Store {
-    /// Creates an upload, writes all of `data`, and finishes it with `digests` computed by the
-    /// caller — or aborts it if anything fails, leaving nothing behind.
-    async fn put_with<S>(
+    /// Stores a whole object from one stream, for one-shot uploads that never resume. `digests`
+    /// is called once `data` has ended. On failure, or if the future is dropped, nothing is left
+    /// behind.
+    ///
+    /// The default creates an upload, writes and finishes it (aborting on failure); backends
+    /// override it when they can do less work for a body that arrives whole (`LocalDisk` skips
+    /// the resumable-upload record and writes small files in one step).
+    async fn put_object(
         &self,
         upload: NewUpload,
-        data: S,
-        digests: impl FnOnce() -> Digests + Send,
-    ) -> Result<StoredObject, StoreError>
-    where
-        S: Stream<Item = Result<Bytes, BoxError>> + Send,
-    {
+        data: ByteStream<'_>,
+        digests: DigestsAtEnd,
+    ) -> Result<StoredObject, StoreError> {
         let info = self.create(upload).await?;
-        let written = self.write(&info.id, 0, data.boxed()).await;
+        let written = self.write(&info.id, 0, data).await;
         let finished = match written {
             Ok(_) => self.finish(&info.id, digests()).await,
             Err(e) => Err(e),
@@ -310,6 +308,27 @@ pub trait StoreExt: Store {
             }
         }
         finished
+    }
+}
+
+/// Digests computed while a body streamed, asked for once it has ended.
+pub type DigestsAtEnd = Box<dyn FnOnce() -> Digests + Send>;
+
+/// Operations built from [`Store`]'s required ones, for every store.
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Stores all of `data` as one object with the `digests` computed by the caller once the
+    /// data has ended ([`Store::put_object`]), or leaves nothing behind if anything fails.
+    async fn put_with<S>(
+        &self,
+        upload: NewUpload,
+        data: S,
+        digests: impl FnOnce() -> Digests + Send + 'static,
+    ) -> Result<StoredObject, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, BoxError>> + Send,
+    {
+        self.put_object(upload, data.boxed(), Box::new(digests)).await
     }
 
     /// [`put_with`](StoreExt::put_with) without digests.

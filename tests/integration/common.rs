@@ -128,14 +128,18 @@ impl TestServer {
         list_dir(&self.root().join(sub))
     }
 
-    /// Files under `partial/`.
+    /// Uploads in progress: resumable ones under `partial/`, and one-shot ones as data files in
+    /// `objects/` whose `.json` description (the commit point) is not there yet.
     pub fn partial_files(&self) -> Vec<String> {
-        self.list("partial")
+        let objects = self.list("objects");
+        let uncommitted = objects.iter().filter(|n| !n.contains('.') && !objects.contains(&format!("{n}.json"))).cloned();
+        self.list("partial").into_iter().chain(uncommitted).collect()
     }
 
-    /// The ids of stored objects (`objects/{id}`, without the `.json` descriptions).
+    /// The ids of stored (committed) objects: `objects/{id}` with its `.json` description.
     pub fn object_ids(&self) -> Vec<String> {
-        self.list("objects").into_iter().filter(|n| !n.contains('.')).collect()
+        let objects = self.list("objects");
+        objects.iter().filter(|n| !n.contains('.') && objects.contains(&format!("{n}.json"))).cloned().collect()
     }
 
     /// The bytes of a stored object, straight from disk.

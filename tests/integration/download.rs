@@ -107,14 +107,15 @@ async fn a_traversal_id_is_404() {
 
 #[tokio::test]
 async fn an_unfinished_upload_cannot_be_downloaded() {
-    // While a slow raw upload is in progress its id exists only in partial/: not downloadable.
+    // While a slow raw upload is in progress its data has no description yet: not downloadable.
     let server = TestServer::default_disk().await;
     let mut conn = RawConn::connect(server.addr).await;
     let head = format!(
-        "POST {PREFIX}/raw?name=slow.txt HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 20000\r\n\r\n"
+        "POST {PREFIX}/raw?name=slow.txt HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 400000\r\n\r\n"
     );
     conn.send(head.as_bytes()).await;
-    conn.send(&[b'a'; 10_000]).await;
+    // More than one write batch, so the data file exists.
+    conn.send(&[b'a'; 200_000]).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let id = loop {
         if let Some(name) = server.partial_files().into_iter().find(|n| !n.contains('.')) {
@@ -125,7 +126,7 @@ async fn an_unfinished_upload_cannot_be_downloaded() {
     };
     let res = get(&server, &server.url(&format!("/files/{id}")), None).await;
     assert_problem(res, 404, "upload_not_found").await;
-    conn.send(&[b'b'; 10_000]).await;
+    conn.send(&[b'b'; 200_000]).await;
     let res = conn.response().await.expect("the upload's response");
     assert_eq!(res.status, 201);
     assert_eq!(res.json()["files"][0]["id"], id.as_str());

@@ -93,15 +93,16 @@ def finishes_within_grace():
 def aborted_after_grace():
     store = tempfile.mkdtemp()
     proc, port = start(grace_secs=1, store=store)
-    s = begin_upload(port, 1_000_000, b"b" * 10_000)
+    # More than one write batch, so the upload's data file exists (objects/{id}, no .json yet).
+    s = begin_upload(port, 1_000_000, b"b" * 300_000)
     deadline = time.time() + 5
-    while time.time() < deadline and not files(store, "partial"):
+    while time.time() < deadline and not files(store, "objects"):
         time.sleep(0.05)
-    check(len(files(store, "partial")) == 2, "the stalled upload is in progress (data + info)")
+    check(len(files(store, "objects")) == 1, "the stalled upload is in progress (data, no description)")
     proc.send_signal(signal.SIGTERM)
     check(proc.wait(timeout=15) == 0, "the server exited after the grace period")
-    check(files(store, "partial") == [], "the stalled upload was aborted and its partial file removed")
-    check(files(store, "objects") == [], "nothing was stored")
+    check(files(store, "partial") == [] and files(store, "objects") == [],
+          "the stalled upload was aborted and its data removed; nothing was stored")
     s.close()
 
 
