@@ -287,9 +287,10 @@ impl Store for LocalDisk {
         // Keep what arrived before a failure: a resumable upload continues from there.
         let sync = self.inner.fsync == FsyncPolicy::Always;
         out.finish(move |file| {
-            Ok(if sync {
-                file.sync_data()?
-            })
+            if sync {
+                file.sync_data()?;
+            }
+            Ok(())
         })
         .await?;
         match failure {
