@@ -65,8 +65,9 @@
 //! # Storage
 //!
 //! [`storage::Store`] is a small trait shaped for resumable protocols: create an upload, write
-//! at an offset, read its state, finish atomically, abort. [`storage::LocalDisk`] (the default)
-//! writes under a temporary name and renames into place when complete and verified;
+//! at an offset, read its state, finish atomically, abort; `put_object` stores a body that
+//! arrives whole with less work. [`storage::LocalDisk`] (the default) makes a file visible only
+//! once it is complete and verified, by renaming its description into place;
 //! [`storage::InMemory`] is for tests. Every backend passes [`storage::conformance::run`].
 //! The server always chooses the key ([`UploadId`], 128 random bits); a client's file name is
 //! sanitised metadata ([`filename::sanitize`]), never a path.

@@ -16,7 +16,7 @@
 //! | `INTAKE_TRUSTED_PROXIES` | (none) | comma-separated proxy IPs whose `X-Forwarded-For` is believed |
 //! | `INTAKE_BODY_TIMEOUT_SECS` | `30` | a body that stalls this long is ended (408) |
 //! | `INTAKE_SHUTDOWN_GRACE_SECS` | `30` | on SIGINT/SIGTERM, how long uploads in flight may finish |
-//! | `INTAKE_FSYNC` | `finish` | `never`, `finish` or `always` |
+//! | `INTAKE_FSYNC` | `never` | `never`, `finish` (survive power loss) or `always` |
 //! | `INTAKE_ALLOW` | (any) | comma-separated allowed types, e.g. `image/*,application/pdf` |
 
 use axum::{Router, response::Html, routing::get};
@@ -74,7 +74,7 @@ impl Settings {
                 .collect(),
             body_timeout: Duration::from_secs(var("INTAKE_BODY_TIMEOUT_SECS", 30)),
             grace: Duration::from_secs(var("INTAKE_SHUTDOWN_GRACE_SECS", 30)),
-            fsync: match var("INTAKE_FSYNC", "finish".to_owned()).as_str() {
+            fsync: match var("INTAKE_FSYNC", "never".to_owned()).as_str() {
                 "never" => FsyncPolicy::Never,
                 "always" => FsyncPolicy::Always,
                 "finish" => FsyncPolicy::OnFinish,

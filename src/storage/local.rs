@@ -38,14 +38,15 @@ pub enum FsyncPolicy {
 /// Stores files under a root directory.
 ///
 /// ```text
-/// root/partial/{id}        bytes of an upload in progress
-/// root/partial/{id}.json   its UploadInfo
-/// root/objects/{id}        a finished file
+/// root/partial/{id}        bytes of a resumable upload in progress
+/// root/partial/{id}.json   its UploadInfo (offset = the data file's length)
+/// root/objects/{id}        a file's bytes (a one-shot upload streams straight here)
 /// root/objects/{id}.json   its StoredObject: written last, by rename, so it is the commit point
 /// ```
-/// Bytes go to `partial/` and are renamed into `objects/` only when complete (and verified, when
-/// a hash layer runs), so no reader ever sees a partial file. Ids are checked hex before they
-/// touch a path.
+/// A file exists only once its description is in place, which happens when it is complete (and
+/// verified, when a hash layer runs), so no reader ever sees a partial file. A one-shot upload
+/// ([`Store::put_object`]) whose request fails or is dropped removes its bytes. Ids are checked
+/// hex before they touch a path.
 #[derive(Clone, Debug)]
 pub struct LocalDisk {
     inner: Arc<Inner>,
