@@ -97,6 +97,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 /// `get_ref`, `get_mut` and `into_inner` for a middleware whose wrapped service is `inner: S`.
+#[allow(unused_macros)] // no middleware in some feature subsets
 macro_rules! inner_service_accessors {
     () => {
         /// The inner service.
@@ -115,6 +116,7 @@ macro_rules! inner_service_accessors {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use inner_service_accessors;
 
 pub mod body;

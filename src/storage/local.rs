@@ -179,11 +179,7 @@ impl BatchedFile {
             let (file, open, full) = (self.file.take(), self.open.take(), std::mem::take(&mut self.batch));
             self.len = 0;
             self.writing = Some(spawn_blocking(move || {
-                let mut file = match (file, open) {
-                    (Some(f), _) => f,
-                    (None, Some(open)) => open()?,
-                    (None, None) => unreachable!("a file or a way to open one"),
-                };
+                let mut file = file_or_open(file, open)?;
                 write_all(&mut file, &full)?;
                 Ok(file)
             }));
@@ -207,15 +203,20 @@ impl BatchedFile {
         self.settle().await?;
         let (file, open, rest) = (self.file.take(), self.open.take(), std::mem::take(&mut self.batch));
         LocalDisk::blocking(move || {
-            let mut file = match (file, open) {
-                (Some(f), _) => f,
-                (None, Some(open)) => open()?,
-                (None, None) => unreachable!("a file or a way to open one"),
-            };
+            let mut file = file_or_open(file, open)?;
             write_all(&mut file, &rest)?;
             then(file)
         })
         .await
+    }
+}
+
+/// The file if it is open, else opened now (on the blocking pool).
+fn file_or_open(file: Option<File>, open: Option<Opener>) -> Result<File, StoreError> {
+    match (file, open) {
+        (Some(file), _) => Ok(file),
+        (None, Some(open)) => open(),
+        (None, None) => unreachable!("a BatchedFile has a file or a way to open one"),
     }
 }
 
