@@ -4,18 +4,26 @@
 //! | code | status | raised by |
 //! |---|---|---|
 //! | `body_too_large` | 413 | [`limit`](crate::limit): declared or streamed length over the limit |
+//! | `invalid_length` | 400 | [`limit`](crate::limit): a `Content-Length`/`Upload-Length` that is not a byte count |
 //! | `length_mismatch` | 400 | a body longer or shorter than its `Content-Length` |
 //! | `incomplete_body` | 400 | the client stopped sending before the body ended |
 //! | `body_timeout` | 408 | the body stalled longer than the idle timeout |
-//! | `rate_limited` | 429 | [`rate_limit`](crate::rate_limit): too many requests |
-//! | `client_unidentified` | 400 | [`rate_limit`](crate::rate_limit): no client address to key on |
+//! | `rate_limited` | 429 | [`rate_limit`](crate::rate_limit): too many requests (with `Retry-After`) |
+//! | `client_unidentified` | 500 | [`rate_limit`](crate::rate_limit): no peer address to key on (server misconfigured) |
 //! | `content_type_mismatch`, `content_not_allowed`, `content_denied`, `executable_content`, `script_content` | 415 | [`sniff`](crate::sniff) |
 //! | `digest_mismatch` | 400 | [`hash`](crate::hash): the body does not match the client's digest |
 //! | `invalid_digest` | 400 | [`hash`](crate::hash): a malformed `Content-Digest`, `Repr-Digest` or `Content-MD5` |
+//! | `invalid_progress_id` | 400 | [`progress`](crate::progress): not 8–64 of `[A-Za-z0-9_-]` |
+//! | `progress_id_in_use` | 409 | [`progress`](crate::progress): another upload in flight uses the id |
+//! | `progress_capacity` | 503 | [`progress`](crate::progress): too many uploads tracked |
 //! | `upload_not_found` | 404 | storage: unknown or unfinished id |
-//! | `offset_mismatch`, `upload_incomplete`, `upload_locked` | 409 / 409 / 423 | storage |
-//! | `invalid_multipart`, `missing_boundary`, `too_many_parts`, `field_too_large`, `part_headers_too_large`, `no_files` | 400 / 413 | the `form` endpoint |
-//! | `invalid_progress_id`, `invalid_range`, `storage_error` | 400 / 416 / 500 | router |
+//! | `offset_mismatch`, `upload_incomplete`, `length_exceeded`, `upload_locked` | 409 / 409 / 413 / 423 | storage |
+//! | `invalid_range` | 416 | download: a range outside the file |
+//! | `storage_error` | 500 | storage: the backend failed (details are logged, not shown) |
+//! | `not_multipart` | 415 | form: the body is not `multipart/form-data` |
+//! | `missing_boundary`, `invalid_multipart`, `no_files` | 400 | form |
+//! | `too_many_parts`, `too_many_files`, `field_too_large`, `part_headers_too_large` | 413 | form limits |
+//! | `method_not_allowed` | 405 | [`StoreService`](crate::StoreService): not `POST`/`PUT` |
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

@@ -264,7 +264,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
     };
     let mut multipart = multer::Multipart::new(guarded, boundary);
 
-    let mut received = Committed { store: app.store.clone(), objects: Vec::new() };
+    let mut committed = Committed { store: app.store.clone(), objects: Vec::new() };
     let mut fields = serde_json::Map::new();
     let outcome: Result<(), Problem> = async {
         let mut count = 0;
@@ -293,7 +293,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
                 add_field(&mut fields, field_name.unwrap_or_default(), value);
                 continue;
             };
-            if received.objects.len() >= limits.max_files {
+            if committed.objects.len() >= limits.max_files {
                 return Err(Problem::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_many_files",
@@ -305,11 +305,11 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
                 name: filename::sanitize(&raw_name),
                 content_type: field.content_type().and_then(|m| essence(m.as_ref())),
             };
-            received
+            committed
                 .objects
                 .push(receive_file(&app, field, field_name, declared, policy.clone(), &algorithms, limits.max_file_size).await?);
         }
-        if received.objects.is_empty() {
+        if committed.objects.is_empty() {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "no_files",
@@ -321,11 +321,11 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
     .await;
 
     if let Err(problem) = outcome {
-        received.undo().await;
+        committed.undo().await;
         return problem.into_response();
     }
     // The whole form arrived, and matched any digest the client sent for it.
-    let stored = received.keep();
+    let stored = committed.keep();
     let url = files_url(&parts);
     UploadResponse {
         files: stored.iter().map(|o| UploadedFile::new(o, &url)).collect(),
