@@ -34,6 +34,7 @@ pub async fn run(store: &dyn Store) {
     concurrent_writes_are_refused(store).await;
     unknown_ids(store).await;
     empty_object(store).await;
+    one_shot_declared_length(store).await;
     delete(store).await;
 }
 
@@ -153,6 +154,21 @@ async fn empty_object(store: &dyn Store) {
     let object = store.put(NewUpload { length: Some(0), ..NewUpload::default() }, stream::empty()).await.expect("put empty");
     assert_eq!(object.size, 0);
     assert_eq!(read_all(store, &object.id, None).await, b"");
+}
+
+async fn one_shot_declared_length(store: &dyn Store) {
+    let long = store.put(NewUpload { length: Some(3), ..NewUpload::default() }, chunks(&[b"ab", b"cde"])).await;
+    assert!(
+        matches!(long, Err(StoreError::LengthExceeded { length: 3 })),
+        "a one-shot body past its length is refused, got {long:?}"
+    );
+    let short = store.put(NewUpload { length: Some(5), ..NewUpload::default() }, chunks(&[b"abc"])).await;
+    assert!(
+        matches!(short, Err(StoreError::Incomplete { offset: 3, length: 5 })),
+        "a one-shot body short of its length is refused, got {short:?}"
+    );
+    let exact = store.put(NewUpload { length: Some(3), ..NewUpload::default() }, chunks(&[b"a", b"bc"])).await.expect("put");
+    assert_eq!(read_all(store, &exact.id, None).await, b"abc");
 }
 
 async fn delete(store: &dyn Store) {

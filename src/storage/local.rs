@@ -1,8 +1,8 @@
 //! Local disk: the default store.
 
 use super::{
-    ByteStream, Digests, DigestsAtEnd, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard,
-    check_room, now_secs, resolve_range,
+    ByteStream, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo,
+    WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
@@ -397,16 +397,13 @@ impl Store for LocalDisk {
             }
         });
         let mut out = BatchedFile::new(None, Some(open), self.inner.buffer);
-        let mut size = 0u64;
+        let mut length = LengthCheck::new(upload.length);
         while let Some(chunk) = data.next().await {
             let chunk = chunk.map_err(StoreError::Body)?;
-            check_room(&chunk, size, upload.length, upload.length)?;
-            size += chunk.len() as u64;
+            length.admit(&chunk)?;
             out.push(chunk).await?;
         }
-        if let Some(length) = upload.length.filter(|&l| l != size) {
-            return Err(StoreError::Incomplete { offset: size, length });
-        }
+        let size = length.end()?;
         let object = StoredObject { id, size, meta: upload.meta, digests: digests(), created_at: now_secs() };
         let (sync, objects, meta) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"), object.clone());
         out.finish(move |file| {

@@ -1,8 +1,8 @@
 //! An in-memory store for tests and examples.
 
 use super::{
-    ByteStream, Digests, DigestsAtEnd, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo, WriteGuard,
-    check_room, now_secs, resolve_range,
+    ByteStream, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo,
+    WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
@@ -121,15 +121,13 @@ impl Store for InMemory {
         digests: DigestsAtEnd,
     ) -> Result<StoredObject, StoreError> {
         // Nothing is shared until the body is whole: a failed or dropped upload leaves nothing.
-        let mut buf = BytesMut::new();
+        let (mut buf, mut length) = (BytesMut::new(), LengthCheck::new(upload.length));
         while let Some(chunk) = data.next().await {
             let chunk = chunk.map_err(StoreError::Body)?;
-            check_room(&chunk, buf.len() as u64, upload.length, upload.length)?;
+            length.admit(&chunk)?;
             buf.extend_from_slice(&chunk);
         }
-        if let Some(length) = upload.length.filter(|&l| l != buf.len() as u64) {
-            return Err(StoreError::Incomplete { offset: buf.len() as u64, length });
-        }
+        length.end()?;
         let object = StoredObject {
             id: UploadId::random(),
             size: buf.len() as u64,

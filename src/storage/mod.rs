@@ -342,6 +342,34 @@ pub trait StoreExt: Store {
 
 impl<T: Store + ?Sized> StoreExt for T {}
 
+/// Counts a one-shot body against its declared length: no chunk may pass it, and the body must
+/// reach it exactly by its end.
+pub(crate) struct LengthCheck {
+    length: Option<u64>,
+    seen: u64,
+}
+
+impl LengthCheck {
+    pub(crate) fn new(length: Option<u64>) -> Self {
+        Self { length, seen: 0 }
+    }
+
+    /// Accepts `chunk`, or refuses it for passing the declared length.
+    pub(crate) fn admit(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
+        check_room(chunk, self.seen, self.length, self.length)?;
+        self.seen += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// The body's size, once it has ended at its declared length.
+    pub(crate) fn end(&self) -> Result<u64, StoreError> {
+        match self.length.filter(|&l| l != self.seen) {
+            Some(length) => Err(StoreError::Incomplete { offset: self.seen, length }),
+            None => Ok(self.seen),
+        }
+    }
+}
+
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -29,17 +29,7 @@ async fn multipart_without_a_boundary_is_400_missing_boundary() {
 #[tokio::test]
 async fn a_garbage_multipart_body_is_400_invalid_multipart() {
     let server = TestServer::default_disk().await;
-    let res = bounded(
-        "upload",
-        server
-            .client
-            .post(server.url("/form"))
-            .header("content-type", Multipart::content_type())
-            .body("this is not a multipart body at all, no boundary anywhere")
-            .send(),
-    )
-    .await
-    .unwrap();
+    let res = server.post_form("upload", "this is not a multipart body at all, no boundary anywhere").await;
     assert_problem(res, 400, "invalid_multipart").await;
 
     // A boundary parameter that does not match the body.
@@ -62,9 +52,7 @@ async fn a_garbage_multipart_body_is_400_invalid_multipart() {
 /// A form whose body ends (at its declared length) without the closing boundary.
 async fn post_unfinished_form(server: &TestServer, file: &[u8]) -> reqwest::Response {
     let body = Multipart::new().file("f", "a.txt", "text/plain", file).unfinished();
-    bounded("upload", server.client.post(server.url("/form")).header("content-type", Multipart::content_type()).body(body).send())
-        .await
-        .unwrap()
+    server.post_form("upload", body).await
 }
 
 #[tokio::test]
@@ -302,12 +290,7 @@ async fn hostile_form_file_names_are_sanitised() {
         TestServer::disk(|u| u.form_limits(FormLimits { max_part_header_size: 32 * 1024, ..FormLimits::default() })).await;
     for (raw, expected) in hostile_names() {
         let body = Multipart::new().file("f", &raw, "text/plain", b"just text").finish();
-        let res = bounded(
-            "upload",
-            server.client.post(server.url("/form")).header("content-type", Multipart::content_type()).body(body).send(),
-        )
-        .await
-        .unwrap();
+        let res = server.post_form("upload", body).await;
         let json = assert_created(res).await;
         let name = json["files"][0]["name"].as_str().expect("a name is kept");
         assert_safe_name(name);
@@ -446,12 +429,7 @@ async fn an_executable_renamed_png_is_415_on_form_and_raw() {
     // In a form, next to an honest file: the whole form is refused, the honest file not kept.
     let body =
         Multipart::new().file("ok", "fine.txt", "text/plain", b"harmless").file("cat", "cat.png", "image/png", &elf()).finish();
-    let res = bounded(
-        "form upload",
-        server.client.post(server.url("/form")).header("content-type", Multipart::content_type()).body(body).send(),
-    )
-    .await
-    .unwrap();
+    let res = server.post_form("form upload", body).await;
     assert_problem(res, 415, "executable_content").await;
     server.assert_nothing_stored().await;
 }
@@ -606,24 +584,14 @@ async fn too_many_parts_is_413() {
         .text("two", "2")
         .text("three", "3")
         .finish();
-    let res = bounded(
-        "upload",
-        server.client.post(server.url("/form")).header("content-type", Multipart::content_type()).body(body).send(),
-    )
-    .await
-    .unwrap();
+    let res = server.post_form("upload", body).await;
     let json = assert_problem(res, 413, "too_many_parts").await;
     assert_eq!(json["limit"], 3);
     server.assert_nothing_stored().await;
 
     // Exactly at the limit is fine.
     let body = Multipart::new().file("f", "a.txt", "text/plain", b"a file").text("one", "1").text("two", "2").finish();
-    let res = bounded(
-        "upload",
-        server.client.post(server.url("/form")).header("content-type", Multipart::content_type()).body(body).send(),
-    )
-    .await
-    .unwrap();
+    let res = server.post_form("upload", body).await;
     assert_created(res).await;
 }
 
@@ -631,12 +599,7 @@ async fn too_many_parts_is_413() {
 async fn a_text_field_over_max_field_size_is_413() {
     let server = TestServer::disk(|u| u.form_limits(FormLimits { max_field_size: 100, ..FormLimits::default() })).await;
     let body = Multipart::new().file("f", "a.txt", "text/plain", b"a file").text("comment", &"long comment ".repeat(20)).finish();
-    let res = bounded(
-        "upload",
-        server.client.post(server.url("/form")).header("content-type", Multipart::content_type()).body(body).send(),
-    )
-    .await
-    .unwrap();
+    let res = server.post_form("upload", body).await;
     let json = assert_problem(res, 413, "field_too_large").await;
     assert_eq!(json["limit"], 100);
     server.assert_nothing_stored().await;
@@ -688,12 +651,7 @@ async fn too_many_files_is_413() {
         .file("b", "b.txt", "text/plain", b"2")
         .file("c", "c.txt", "text/plain", b"3")
         .finish();
-    let res = bounded(
-        "upload",
-        server.client.post(server.url("/form")).header("content-type", Multipart::content_type()).body(body).send(),
-    )
-    .await
-    .unwrap();
+    let res = server.post_form("upload", body).await;
     assert_problem(res, 413, "too_many_files").await;
     server.assert_nothing_stored().await;
 }

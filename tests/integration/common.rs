@@ -176,6 +176,14 @@ impl TestServer {
         }
     }
 
+    /// POSTs a multipart body (built with [`Multipart`]) to `{prefix}/form`, bounded in time;
+    /// `what` names the request in a timeout message.
+    pub async fn post_form(&self, what: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        bounded(what, self.client.post(self.url("/form")).header("content-type", Multipart::content_type()).body(body).send())
+            .await
+            .unwrap()
+    }
+
     /// Sends raw bytes on a fresh TCP connection and reads one response.
     pub async fn raw(&self, request: &[u8]) -> RawResponse {
         let mut conn = RawConn::connect(self.addr).await;

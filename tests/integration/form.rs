@@ -85,17 +85,7 @@ async fn a_5_mib_file_streamed_in_small_chunks_is_stored_intact() {
     let chunk_count = chunks.len();
     assert!(chunk_count > 5000);
     let stream = futures_util::stream::iter(chunks);
-    let res = bounded(
-        "streamed form upload",
-        server
-            .client
-            .post(server.url("/form"))
-            .header("content-type", Multipart::content_type())
-            .body(reqwest::Body::wrap_stream(stream))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let res = server.post_form("streamed form upload", reqwest::Body::wrap_stream(stream)).await;
     let json = assert_created(res).await;
     let file = &json["files"][0];
     assert_eq!(file["size"], data.len() as u64);
@@ -121,17 +111,7 @@ async fn a_slowly_streamed_form_is_stored_intact() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         Some((Ok::<_, std::io::Error>(next), it))
     });
-    let res = bounded(
-        "slow form upload",
-        server
-            .client
-            .post(server.url("/form"))
-            .header("content-type", Multipart::content_type())
-            .body(reqwest::Body::wrap_stream(stream))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let res = server.post_form("slow form upload", reqwest::Body::wrap_stream(stream)).await;
     let json = assert_created(res).await;
     assert_eq!(json["files"][0]["sha256"], sha256_hex(&data));
 }
