@@ -138,6 +138,7 @@ pub mod rate_limit;
 mod router;
 #[cfg(feature = "sniff")]
 pub mod sniff;
+pub mod state;
 pub mod storage;
 #[cfg(test)]
 mod test_util;

@@ -1,4 +1,4 @@
-use sha2::Digest as _;
+use sha2::{Digest as _, digest::common::hazmat::SerializableState};
 use std::fmt;
 
 /// A digest algorithm the hash layer can compute while bytes stream.
@@ -145,6 +145,36 @@ impl Hasher {
         }
     }
 
+    /// The hasher's internal state, to continue it later (in another request or process) with
+    /// [`Hasher::restore`]. `None` for algorithms whose state cannot be saved (BLAKE3).
+    pub fn save(&self) -> Option<Vec<u8>> {
+        Some(match &self.0 {
+            State::Sha256(h) => h.serialize().to_vec(),
+            State::Sha512(h) => h.serialize().to_vec(),
+            State::Sha1(h) => h.serialize().to_vec(),
+            State::Md5(h) => h.serialize().to_vec(),
+            State::Crc32c(c) => c.to_be_bytes().to_vec(),
+            #[cfg(feature = "blake3")]
+            State::Blake3(_) => return None,
+        })
+    }
+
+    /// A hasher continuing from a state saved by [`Hasher::save`]; `None` if `state` is not one.
+    pub fn restore(algorithm: HashAlgorithm, state: &[u8]) -> Option<Self> {
+        fn load<H: SerializableState>(state: &[u8]) -> Option<H> {
+            H::deserialize(state.try_into().ok()?).ok()
+        }
+        Some(Hasher(match algorithm {
+            HashAlgorithm::Sha256 => State::Sha256(load(state)?),
+            HashAlgorithm::Sha512 => State::Sha512(load(state)?),
+            HashAlgorithm::Sha1 => State::Sha1(load(state)?),
+            HashAlgorithm::Md5 => State::Md5(load(state)?),
+            HashAlgorithm::Crc32c => State::Crc32c(u32::from_be_bytes(state.try_into().ok()?)),
+            #[cfg(feature = "blake3")]
+            HashAlgorithm::Blake3 => return None,
+        }))
+    }
+
     /// The digest of everything fed.
     pub fn finalize(self) -> Vec<u8> {
         match self.0 {
@@ -180,6 +210,21 @@ mod tests {
         for alg in HashAlgorithm::ALL {
             assert_eq!(alg.hasher().finalize().len(), alg.output_len());
             assert_eq!(HashAlgorithm::from_name(alg.name()), Some(*alg));
+        }
+    }
+
+    #[test]
+    fn saved_state_continues() {
+        for &alg in HashAlgorithm::ALL {
+            let mut h = alg.hasher();
+            h.update(b"hello ");
+            let Some(saved) = h.save() else { continue };
+            let mut resumed = Hasher::restore(alg, &saved).unwrap();
+            resumed.update(b"world");
+            let mut whole = alg.hasher();
+            whole.update(b"hello world");
+            assert_eq!(resumed.finalize(), whole.finalize(), "{alg}");
+            assert!(Hasher::restore(alg, &saved[1..]).is_none());
         }
     }
 }

@@ -1,13 +1,13 @@
 //! Local disk: the default store.
 
 use super::{
-    ByteStream, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo,
+    ByteStream, Capabilities, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo,
     WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, stream::BoxStream};
 use std::{
     collections::HashSet,
     fs::{self, File, OpenOptions},
@@ -146,6 +146,19 @@ fn info_at(data: &Path, id: &UploadId) -> Result<UploadInfo, StoreError> {
     let mut info: UploadInfo = read_json(&data.with_extension("json"), id)?;
     info.offset = fs::metadata(data).map_err(not_found(id))?.len();
     Ok(info)
+}
+
+/// Streams `len` bytes of `file` from its current position.
+fn read_file(file: File, len: u64) -> BoxStream<'static, Result<Bytes, io::Error>> {
+    let reader = tokio::fs::File::from_std(file).take(len);
+    futures_util::stream::try_unfold(reader, |mut reader| async move {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        match reader.read_buf(&mut buf).await? {
+            0 => Ok(None),
+            _ => Ok(Some((buf.freeze(), reader))),
+        }
+    })
+    .boxed()
 }
 
 fn write_all(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
@@ -347,6 +360,45 @@ impl Store for LocalDisk {
         .await
     }
 
+    async fn read_partial(
+        &self,
+        id: &UploadId,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, io::Error>>, StoreError> {
+        let (path, id) = (self.partial(id), id.clone());
+        let (file, range) = Self::blocking(move || {
+            let info = info_at(&path, &id)?;
+            let range = resolve_range(Some(range), info.offset)?;
+            let mut file = File::open(&path).map_err(not_found(&id))?;
+            file.seek(SeekFrom::Start(range.start))?;
+            Ok((file, range))
+        })
+        .await?;
+        Ok(read_file(file, range.end - range.start))
+    }
+
+    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError> {
+        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
+        let (path, id, sync) = (self.partial(id), id.clone(), self.inner.fsync == FsyncPolicy::Always);
+        Self::blocking(move || {
+            let info = info_at(&path, &id)?;
+            if offset > info.offset {
+                return Err(StoreError::InvalidRange { size: info.offset });
+            }
+            let file = OpenOptions::new().write(true).open(&path).map_err(not_found(&id))?;
+            file.set_len(offset)?;
+            if sync {
+                file.sync_data()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
     async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError> {
         let (path, id) = (self.object(id).with_extension("json"), id.clone());
         Self::blocking(move || read_json(&path, &id)).await
@@ -362,15 +414,7 @@ impl Store for LocalDisk {
             Ok((object, range, file))
         })
         .await?;
-        let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
-        let body = futures_util::stream::try_unfold(reader, |mut reader| async move {
-            let mut buf = BytesMut::with_capacity(64 * 1024);
-            match reader.read_buf(&mut buf).await? {
-                0 => Ok(None),
-                _ => Ok(Some((buf.freeze(), reader))),
-            }
-        })
-        .boxed();
+        let body = read_file(file, range.end - range.start);
         Ok(ObjectRead { object, range, body })
     }
 

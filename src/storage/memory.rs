@@ -1,13 +1,13 @@
 //! An in-memory store for tests and examples.
 
 use super::{
-    ByteStream, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo,
+    ByteStream, Capabilities, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo,
     WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, stream::BoxStream};
 use std::{
     collections::{HashMap, HashSet},
     ops::Range,
@@ -97,6 +97,33 @@ impl Store for InMemory {
 
     async fn abort(&self, id: &UploadId) -> Result<(), StoreError> {
         self.inner.uploads.lock().expect("lock poisoned").remove(id).map(drop).ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    async fn read_partial(
+        &self,
+        id: &UploadId,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, StoreError> {
+        let bytes = self.upload(id, |(info, buf)| {
+            resolve_range(Some(range), info.offset).map(|r| Bytes::copy_from_slice(&buf[r.start as usize..r.end as usize]))
+        })??;
+        Ok(futures_util::stream::iter([Ok(bytes)]).boxed())
+    }
+
+    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError> {
+        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
+        self.upload(id, |(info, buf)| {
+            if offset > info.offset {
+                return Err(StoreError::InvalidRange { size: info.offset });
+            }
+            buf.truncate(offset as usize);
+            info.offset = offset;
+            Ok(())
+        })?
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
     }
 
     async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError> {

@@ -172,6 +172,8 @@ pub enum StoreError {
         /// The object's size.
         size: u64,
     },
+    /// The store does not offer this optional operation.
+    NotSupported(&'static str),
     /// The body being written failed (client error, rejection by a layer); bytes before the
     /// failure are kept and [`Store::info`] reports the offset reached.
     Body(BoxError),
@@ -212,6 +214,11 @@ impl StoreError {
                 format!("the requested range is outside the {size}-byte file"),
             )
             .with("size", *size),
+            StoreError::NotSupported(what) => Problem::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_supported",
+                format!("the storage backend does not support {what}"),
+            ),
             StoreError::Body(err) => Problem::from_body_error(err.as_ref()),
             StoreError::Backend(err) => {
                 tracing::error!(error = %err, "storage backend failed");
@@ -283,6 +290,31 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes a finished object.
     async fn delete(&self, id: &UploadId) -> Result<(), StoreError>;
 
+    /// Optional: the bytes an unfinished upload has received so far (all, or `range`, which must
+    /// lie within them). Resumable protocols use it to continue a hash after a crash. The default
+    /// answers [`StoreError::NotSupported`].
+    async fn read_partial(
+        &self,
+        id: &UploadId,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, StoreError> {
+        let _ = (id, range);
+        Err(StoreError::NotSupported("reading unfinished uploads"))
+    }
+
+    /// Optional: cuts an unfinished upload back to `offset` bytes (no more than it has), to undo
+    /// a write that failed verification (tus `checksum`). The default answers
+    /// [`StoreError::NotSupported`].
+    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError> {
+        let _ = (id, offset);
+        Err(StoreError::NotSupported("truncating uploads"))
+    }
+
+    /// Which optional operations this store offers, so protocols advertise only what works.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
     /// Stores a whole object from one stream, for one-shot uploads that never resume. `digests`
     /// is called once `data` has ended. On failure, or if the future is dropped, nothing is left
     /// behind.
@@ -309,6 +341,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         }
         finished
     }
+}
+
+/// The optional operations of a [`Store`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`Store::read_partial`] works.
+    pub read_partial: bool,
+    /// [`Store::truncate`] works.
+    pub truncate: bool,
+}
+
+impl Capabilities {
+    /// Every optional operation.
+    pub const ALL: Capabilities = Capabilities { read_partial: true, truncate: true };
 }
 
 /// Digests computed while a body streamed, asked for once it has ended.

@@ -1,0 +1,99 @@
+//! The contract every [`StateStore`] keeps, as a test suite that ships with the crate: call
+//! [`run`] from a test of your own backend.
+
+use super::{Concat, HashCheckpoint, Protocol, StateError, StateStore, UploadRecord};
+use crate::{id::UploadId, storage::FileMeta};
+use std::sync::Arc;
+
+fn record(expires_at: Option<u64>) -> UploadRecord {
+    let mut meta = FileMeta { name: Some("a.bin".into()), ..FileMeta::default() };
+    meta.extra.insert("k".into(), "v".into());
+    let mut r = UploadRecord::new(
+        UploadId::random(),
+        Protocol::Tus { metadata: Some("filename YS5iaW4=".into()), concat: Concat::Partial },
+        Some(10),
+        meta,
+    );
+    r.expires_at = expires_at;
+    r
+}
+
+/// Runs every check against `state`, panicking on the first failure. The store should be empty
+/// of expired records (a fresh one is best).
+///
+/// # Panics
+/// When the store breaks its contract.
+pub async fn run(state: &dyn StateStore) {
+    // insert, get, duplicate insert
+    let r = record(None);
+    state.insert(&r).await.expect("insert");
+    assert_eq!(state.get(&r.id).await.expect("get").as_ref(), Some(&r), "a record reads back as written");
+    assert!(matches!(state.insert(&r).await, Err(StateError::AlreadyExists(_))), "a duplicate id is refused");
+    assert_eq!(state.get(&UploadId::random()).await.expect("get"), None, "unknown ids have no record");
+
+    // update: applied, skipped when the change says so, None for unknown ids
+    let updated = state
+        .update(&r.id, &mut |rec| {
+            rec.hash = Some(HashCheckpoint { offset: 4, states: [("sha-256".into(), "00ff".into())].into() });
+            rec.length = Some(12);
+            true
+        })
+        .await
+        .expect("update")
+        .expect("the record exists");
+    assert_eq!(updated.length, Some(12));
+    assert_eq!(state.get(&r.id).await.unwrap().unwrap(), updated, "an update is stored");
+    let unchanged = state
+        .update(&r.id, &mut |rec| {
+            rec.length = Some(99);
+            false
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.length, Some(12), "a change that returns false leaves the record alone");
+    assert_eq!(state.update(&UploadId::random(), &mut |_| true).await.unwrap(), None);
+
+    // chunked records keep their chunk map
+    let mut chunked = record(None);
+    chunked.protocol = Protocol::Chunked { chunk_size: 5, chunks: [(1, UploadId::random())].into() };
+    state.insert(&chunked).await.unwrap();
+    assert_eq!(state.get(&chunked.id).await.unwrap().unwrap(), chunked);
+
+    // concurrent updates all apply (atomic read-modify-write)
+    let counter = record(None);
+    state.insert(&counter).await.unwrap();
+    let id = Arc::new(counter.id.clone());
+    let increments = (0..16).map(|_| {
+        let id = id.clone();
+        async move {
+            state
+                .update(&id, &mut |rec| {
+                    rec.length = Some(rec.length.unwrap_or(0) + 1);
+                    true
+                })
+                .await
+                .unwrap()
+        }
+    });
+    futures_util::future::join_all(increments).await;
+    assert_eq!(state.get(&id).await.unwrap().unwrap().length, Some(10 + 16), "no update is lost");
+
+    // expiry: only expired, oldest first, limited
+    let now = 1_000_000;
+    let (late, early, future) = (record(Some(now - 5)), record(Some(now - 50)), record(Some(now + 50)));
+    for r in [&late, &early, &future] {
+        state.insert(r).await.unwrap();
+    }
+    let expired = state.expired(now, 10).await.unwrap();
+    let ids: Vec<_> = expired.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, vec![early.id.clone(), late.id.clone()], "expired records, oldest first");
+    assert_eq!(state.expired(now, 1).await.unwrap().len(), 1, "the limit holds");
+
+    // remove
+    for r in [&r, &chunked, &counter, &late, &early, &future] {
+        assert!(state.remove(&r.id).await.unwrap().is_some());
+        assert_eq!(state.get(&r.id).await.unwrap(), None);
+    }
+    assert_eq!(state.remove(&r.id).await.unwrap(), None, "removing twice finds nothing");
+}

@@ -1,0 +1,196 @@
+use super::{Change, StateError, StateStore, UploadRecord};
+use crate::id::UploadId;
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::{path::Path, sync::Arc};
+
+/// Records by id, as JSON.
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// Expiry index: (expires_at, id) → ().
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("uploads_by_expiry");
+
+/// Upload records in an embedded [redb](https://www.redb.org) database file: crash-safe (every
+/// change is a durable, atomic transaction), pure Rust, one process at a time (the file is locked
+/// while open). The default state store of [`uploads_router`](crate::uploads_router).
+#[derive(Clone)]
+pub struct RedbState {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for RedbState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbState").finish_non_exhaustive()
+    }
+}
+
+impl RedbState {
+    /// Opens (or creates) the database at `path`, creating its directory if needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StateError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(StateError::backend)?;
+        }
+        let db = Database::create(path).map_err(StateError::backend)?;
+        let txn = db.begin_write().map_err(StateError::backend)?;
+        txn.open_table(RECORDS).map_err(StateError::backend)?;
+        txn.open_table(EXPIRY).map_err(StateError::backend)?;
+        txn.commit().map_err(StateError::backend)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(StateError::backend)?
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<UploadRecord, StateError> {
+    serde_json::from_slice(bytes).map_err(StateError::backend)
+}
+
+fn encode(record: &UploadRecord) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(record).map_err(StateError::backend)
+}
+
+/// Writes `record` and keeps the expiry index in step with the record it replaces.
+fn put(txn: &redb::WriteTransaction, record: &UploadRecord, old: Option<&UploadRecord>) -> Result<(), StateError> {
+    let mut records = txn.open_table(RECORDS).map_err(StateError::backend)?;
+    let mut expiry = txn.open_table(EXPIRY).map_err(StateError::backend)?;
+    if let Some(at) = old.and_then(|o| o.expires_at) {
+        expiry.remove((at, record.id.as_str())).map_err(StateError::backend)?;
+    }
+    if let Some(at) = record.expires_at {
+        expiry.insert((at, record.id.as_str()), ()).map_err(StateError::backend)?;
+    }
+    records.insert(record.id.as_str(), encode(record)?.as_slice()).map_err(StateError::backend)?;
+    Ok(())
+}
+
+fn get_in(txn: &redb::WriteTransaction, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
+    let records = txn.open_table(RECORDS).map_err(StateError::backend)?;
+    let value = records.get(id.as_str()).map_err(StateError::backend)?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+#[async_trait]
+impl StateStore for RedbState {
+    async fn insert(&self, record: &UploadRecord) -> Result<(), StateError> {
+        let record = record.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(StateError::backend)?;
+            if get_in(&txn, &record.id)?.is_some() {
+                return Err(StateError::AlreadyExists(record.id));
+            }
+            put(&txn, &record, None)?;
+            txn.commit().map_err(StateError::backend)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
+        let id = id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(StateError::backend)?;
+            let records = txn.open_table(RECORDS).map_err(StateError::backend)?;
+            let value = records.get(id.as_str()).map_err(StateError::backend)?;
+            value.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn update(&self, id: &UploadId, change: Change<'_>) -> Result<Option<UploadRecord>, StateError> {
+        // The change borrows from the caller, so it cannot run on the blocking pool: read, change,
+        // then write only if the record is still the one read (else run the change again on the
+        // newer one). redb serialises write transactions, which makes the check-and-write atomic.
+        let mut current = self.get(id).await?;
+        loop {
+            let Some(old) = current else { return Ok(None) };
+            let mut new = old.clone();
+            if !change(&mut new) {
+                return Ok(Some(old));
+            }
+            let id = id.clone();
+            let outcome = self
+                .blocking(move |db| {
+                    let txn = db.begin_write().map_err(StateError::backend)?;
+                    let stored = get_in(&txn, &id)?;
+                    if stored.as_ref() != Some(&old) {
+                        return Ok(Err(stored));
+                    }
+                    put(&txn, &new, Some(&old))?;
+                    txn.commit().map_err(StateError::backend)?;
+                    Ok(Ok(new))
+                })
+                .await?;
+            match outcome {
+                Ok(new) => return Ok(Some(new)),
+                Err(newer) => current = newer,
+            }
+        }
+    }
+
+    async fn remove(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
+        let id = id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(StateError::backend)?;
+            let old = get_in(&txn, &id)?;
+            if let Some(old) = &old {
+                txn.open_table(RECORDS).map_err(StateError::backend)?.remove(id.as_str()).map_err(StateError::backend)?;
+                if let Some(at) = old.expires_at {
+                    let mut expiry = txn.open_table(EXPIRY).map_err(StateError::backend)?;
+                    expiry.remove((at, id.as_str())).map_err(StateError::backend)?;
+                }
+            }
+            txn.commit().map_err(StateError::backend)?;
+            Ok(old)
+        })
+        .await
+    }
+
+    async fn expired(&self, now: u64, limit: usize) -> Result<Vec<UploadRecord>, StateError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(StateError::backend)?;
+            let expiry = txn.open_table(EXPIRY).map_err(StateError::backend)?;
+            let records = txn.open_table(RECORDS).map_err(StateError::backend)?;
+            let mut out = Vec::new();
+            for entry in expiry.range((0u64, "")..=(now, "\u{10ffff}")).map_err(StateError::backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = entry.map_err(StateError::backend)?;
+                let (_, id) = key.value();
+                if let Some(v) = records.get(id).map_err(StateError::backend)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("uploads.redb");
+        let state = RedbState::open(&path).unwrap();
+        super::super::conformance::run(&state).await;
+        let record = UploadRecord::new(
+            UploadId::random(),
+            super::super::Protocol::Tus { metadata: None, concat: Default::default() },
+            None,
+            Default::default(),
+        );
+        state.insert(&record).await.unwrap();
+        drop(state);
+        let reopened = RedbState::open(&path).unwrap();
+        assert_eq!(reopened.get(&record.id).await.unwrap(), Some(record));
+    }
+}
