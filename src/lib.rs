@@ -126,8 +126,11 @@ pub mod filename;
 mod future;
 #[cfg(feature = "hash")]
 pub mod hash;
+pub mod hooks;
 mod id;
 mod ingest;
+#[cfg(feature = "router")]
+mod resumable;
 #[cfg(feature = "limit")]
 pub mod limit;
 #[cfg(feature = "progress")]

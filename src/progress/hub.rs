@@ -143,6 +143,22 @@ impl ProgressHub {
         Ok(tx)
     }
 
+    /// Publishes an upload that continues over several requests (a resumable upload, keyed by
+    /// its id): each request takes the entry over from the one before.
+    pub(crate) fn take_over(&self, id: &ProgressId) -> Result<watch::Sender<Progress>, Problem> {
+        let mut inner = self.inner.lock().expect("hub lock poisoned");
+        inner.prune(&self.config, Instant::now());
+        if let Some(ch) = inner.channels.get_mut(id) {
+            ch.publishing = true;
+            ch.touched = Instant::now();
+            return Ok(ch.tx.clone());
+        }
+        inner.check_capacity(&self.config)?;
+        let (tx, _) = watch::channel(Progress::waiting());
+        inner.channels.insert(id.clone(), Channel { tx: tx.clone(), touched: Instant::now(), publishing: true });
+        Ok(tx)
+    }
+
     /// Ends the progress of an upload refused before it was tracked: subscribers waiting for it
     /// get `failed` with `code`, and so does a subscriber arriving within the linger time. An
     /// upload being tracked, or already ended, is left as it is.

@@ -25,6 +25,9 @@ use crate::{
     progress::{ProgressHub, ProgressLayer, ReportRefusalsLayer},
     rate_limit::RateLimitLayer,
     sniff::{ContentPolicy, SniffLayer},
+    hooks::Hooks,
+    resumable::Resumable,
+    state::{Locker, MemoryLocker, MemoryState, StateStore, sweep::Sweeper},
     storage::Store,
 };
 use axum::{
@@ -53,6 +56,13 @@ pub struct UploadConfig {
     pub algorithms: Vec<HashAlgorithm>,
     /// What content is accepted.
     pub policy: ContentPolicy,
+    /// How long an unfinished resumable upload lives after its last request (default 24 h);
+    /// `None` keeps it forever. Finished uploads' records are dropped after the same time (the
+    /// files stay).
+    pub expiry: Option<Duration>,
+    /// While another request waits for an upload's lock, the holder lets go once it has received
+    /// nothing for this long (default 2 s).
+    pub stale_after: Duration,
 }
 
 impl Default for UploadConfig {
@@ -64,6 +74,8 @@ impl Default for UploadConfig {
             body_idle_timeout: Duration::from_secs(30),
             algorithms: vec![HashAlgorithm::Sha256],
             policy: ContentPolicy::default(),
+            expiry: Some(Duration::from_secs(24 * 3600)),
+            stale_after: Duration::from_secs(2),
         }
     }
 }
@@ -73,6 +85,8 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) hub: ProgressHub,
     pub(crate) config: Arc<UploadConfig>,
+    /// The same store, hub and config with the state of resumable uploads.
+    pub(crate) resumable: Resumable,
 }
 
 /// The URL under which this router's files download: `{nested prefix}/files`.
@@ -97,6 +111,9 @@ pub(crate) fn files_url(parts: &Parts) -> String {
 #[derive(Clone, Debug)]
 pub struct Uploads {
     store: Arc<dyn Store>,
+    state: Arc<dyn StateStore>,
+    locker: Arc<dyn Locker>,
+    hooks: Hooks,
     hub: ProgressHub,
     rate_limit: RateLimitLayer,
     config: UploadConfig,
@@ -104,7 +121,8 @@ pub struct Uploads {
 
 impl Uploads {
     /// Uploads into `store`, with default settings and a rate limit of 20 requests per second
-    /// per client (burst 40).
+    /// per client (burst 40). Resumable upload state is kept in memory until [`state`](Self::state)
+    /// says otherwise.
     pub fn new(store: impl Store) -> Self {
         Self::from_arc(Arc::new(store))
     }
@@ -113,6 +131,9 @@ impl Uploads {
     pub fn from_arc(store: Arc<dyn Store>) -> Self {
         Self {
             store,
+            state: Arc::new(MemoryState::new()),
+            locker: Arc::new(MemoryLocker::new()),
+            hooks: Hooks::default(),
             hub: ProgressHub::new(),
             rate_limit: RateLimitLayer::per_second(20).burst(40),
             config: UploadConfig::default(),
@@ -142,6 +163,42 @@ impl Uploads {
     pub fn form_limits(mut self, limits: FormLimits) -> Self {
         self.config.form = limits;
         self
+    }
+
+    /// Where resumable uploads keep their state (default: in memory, lost on restart;
+    /// [`uploads_router`] uses a [`RedbState`](crate::state::RedbState) file).
+    pub fn state(self, state: impl StateStore) -> Self {
+        self.state_arc(Arc::new(state))
+    }
+
+    /// A shared state store.
+    pub fn state_arc(mut self, state: Arc<dyn StateStore>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// How one request at a time gets to write to an upload (default [`MemoryLocker`]).
+    pub fn locker(mut self, locker: impl Locker) -> Self {
+        self.locker = Arc::new(locker);
+        self
+    }
+
+    /// Lifecycle hooks of resumable uploads.
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// How long an unfinished resumable upload lives after its last request (default 24 h).
+    pub fn expiry(mut self, expiry: Option<Duration>) -> Self {
+        self.config.expiry = expiry;
+        self
+    }
+
+    /// A sweeper that removes expired uploads of this router's backends; run it with
+    /// [`Sweeper::spawn`].
+    pub fn sweeper(&self) -> Sweeper {
+        Sweeper::new(self.state.clone(), self.store.clone(), self.locker.clone())
     }
 
     /// The content policy.
@@ -186,7 +243,16 @@ impl Uploads {
     /// [sniff](crate::sniff) → [hash](crate::hash) → [progress](crate::progress) → handler.
     /// See the crate docs for why this order.
     pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
-        let state = AppState { store: self.store, hub: self.hub.clone(), config: Arc::new(self.config) };
+        let config = Arc::new(self.config);
+        let resumable = Resumable {
+            store: self.store.clone(),
+            state: self.state,
+            locker: self.locker,
+            hooks: self.hooks,
+            hub: self.hub.clone(),
+            config: config.clone(),
+        };
+        let state = AppState { store: self.store, hub: self.hub.clone(), config, resumable };
         let config = state.config.clone();
         let stack = |limit: u64| {
             ServiceBuilder::new()
@@ -215,15 +281,24 @@ impl<S: Clone + Send + Sync + 'static> From<Uploads> for Router<S> {
 }
 
 /// The upload router on the defaults: [`LocalDisk`](crate::storage::LocalDisk) under
-/// `./uploads`, 1 GiB bodies, SHA-256, the default content policy, 20 requests per second per
-/// client. Nest it anywhere:
+/// `./uploads`, resumable upload state in `./uploads/state.redb` (with the `redb` feature), 1 GiB
+/// bodies, SHA-256, the default content policy, 20 requests per second per client. Nest it
+/// anywhere:
 ///
 /// ```no_run
 /// let app: axum::Router = axum::Router::new().nest("/upload", intake::uploads_router());
 /// ```
+///
+/// # Panics
+/// When the state database cannot be opened (another process has it open, or `./uploads` is
+/// not writable). Build an [`Uploads`] with [`RedbState::open`](crate::state::RedbState::open)
+/// to handle that error yourself.
 #[cfg(feature = "local-disk")]
 pub fn uploads_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Uploads::new(crate::storage::LocalDisk::new("uploads")).into_router()
+    let uploads = Uploads::new(crate::storage::LocalDisk::new("uploads"));
+    #[cfg(feature = "redb")]
+    let uploads = uploads.state(crate::state::RedbState::open("uploads/state.redb").expect("uploads/state.redb can be opened"));
+    uploads.into_router()
 }
 
 #[cfg(test)]
