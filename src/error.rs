@@ -42,6 +42,7 @@ pub struct Problem {
     detail: Cow<'static, str>,
     extensions: Vec<(&'static str, serde_json::Value)>,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    type_uri: Option<&'static str>,
 }
 
 /// The stable code of a [`Problem`], placed in response extensions by [`Problem::into_http`] so
@@ -64,12 +65,19 @@ struct ProblemBody<'a> {
 impl Problem {
     /// A problem with the given status, code and detail message.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, detail: detail.into(), extensions: Vec::new(), headers: Vec::new() }
+        Self { status, code, detail: detail.into(), extensions: Vec::new(), headers: Vec::new(), type_uri: None }
     }
 
     /// Adds an extension member to the JSON document (e.g. `"limit": 1048576`).
     pub fn with(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> Self {
         self.extensions.push((key, value.into()));
+        self
+    }
+
+    /// Sets the problem `type` to a registered URI (e.g. one of the IETF resumable-upload
+    /// problem types) instead of `urn:intake:problem:{code}`.
+    pub fn with_type(mut self, uri: &'static str) -> Self {
+        self.type_uri = Some(uri);
         self
     }
 
@@ -102,7 +110,7 @@ impl Problem {
     /// The JSON document of this problem.
     pub fn to_json(&self) -> Vec<u8> {
         let body = ProblemBody {
-            kind: format!("urn:intake:problem:{}", self.code),
+            kind: self.type_uri.map_or_else(|| format!("urn:intake:problem:{}", self.code), str::to_owned),
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
             detail: &self.detail,

@@ -142,6 +142,8 @@ mod router;
 #[cfg(feature = "sniff")]
 pub mod sniff;
 pub mod state;
+#[cfg(feature = "router")]
+pub mod tus;
 pub mod storage;
 #[cfg(test)]
 mod test_util;

@@ -42,7 +42,7 @@ pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>
     }
 }
 
-async fn serve(app: &AppState, id: &str, headers: &HeaderMap) -> Result<Response, Problem> {
+pub(crate) async fn serve(app: &AppState, id: &str, headers: &HeaderMap) -> Result<Response, Problem> {
     let id =
         UploadId::parse(id).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "upload_not_found", "no file with this id"))?;
     let object = app.store.head(&id).await.map_err(|e| e.to_problem())?;

@@ -6,13 +6,15 @@
 //! | `POST {prefix}/raw` | the body is the file; name from `Content-Disposition` or `?name=` |
 //! | `GET {prefix}/files/{id}` | download, with `Range` |
 //! | `GET {prefix}/progress/{id}` | Server-Sent Events for an upload that names `?progress_id=` |
+//! | `POST {prefix}/chunked/init`, `…/chunk`, `…/complete`, `GET …/status` | the JSON chunked-upload API (see `chunked.rs`) |
 //!
 //! Uploads answer `201 Created` with a `Location` and an [`UploadResponse`](crate::UploadResponse)
 //! JSON body; every error is `application/problem+json` with a stable code (see [`crate::error`]).
 //! Handlers build URLs from the prefix the router was nested under, so `Location` is right
 //! wherever it is mounted.
 
-mod download;
+pub(crate) mod download;
+mod chunked;
 mod events;
 mod form;
 mod raw;
@@ -33,7 +35,7 @@ use crate::{
 use axum::{
     Router,
     extract::NestedPath,
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use http::request::Parts;
 use std::{sync::Arc, time::Duration};
@@ -265,13 +267,32 @@ impl Uploads {
                 .layer(ProgressLayer::new().hub(self.hub.clone()))
         };
         let reads = ServiceBuilder::new().layer(self.rate_limit.clone());
+        // tus and the IETF draft: size limits and content checks are applied per upload (by the
+        // declared Upload-Length, and on the upload's first bytes), not per request body.
+        let resumable = ServiceBuilder::new()
+            .map_response(tus_resumable)
+            .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
+            .layer(self.rate_limit.clone())
+            .layer(BodyLimitLayer::new(config.max_raw_body));
+        let tus_root = post(crate::tus::create).options(crate::tus::options);
+        let tus_upload = any(crate::tus::upload);
         Router::new()
+            .route("/tus", tus_root.clone().layer(resumable.clone()))
+            .route("/tus/", tus_root.layer(resumable.clone()))
+            .route("/tus/{id}", tus_upload.layer(resumable))
             .route("/form", post(form::upload).layer(stack(config.max_form_body)))
             .route("/raw", post(raw::upload).layer(stack(config.max_raw_body)))
             .route("/files/{id}", get(download::download).layer(reads.clone()))
             .route("/progress/{id}", get(events::events).layer(reads))
+            .merge(chunked::routes(&config, &self.rate_limit))
             .with_state(state)
     }
+}
+
+/// Every tus answer (rejections by the layers included) says which protocol version it speaks.
+fn tus_resumable<B>(mut res: http::Response<B>) -> http::Response<B> {
+    res.headers_mut().insert("tus-resumable", http::HeaderValue::from_static("1.0.0"));
+    res
 }
 
 impl<S: Clone + Send + Sync + 'static> From<Uploads> for Router<S> {

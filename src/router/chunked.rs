@@ -1,0 +1,611 @@
+//! `{prefix}/chunked/…`: the JSON chunked-upload API that many tutorial clients speak.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST {prefix}/chunked/init` | `{"filename", "total_size", "chunk_size"}` → `201` with the upload's `id` |
+//! | `POST {prefix}/chunked/chunk?upload_id=…&chunk=N` | the body is chunk `N` (0-based), in any order, in parallel |
+//! | `GET {prefix}/chunked/status?upload_id=…` | which chunks arrived and which are missing |
+//! | `POST {prefix}/chunked/complete?upload_id=…` | joins the chunks into one file → its `id`, `url`, `sha256` |
+//!
+//! Every chunk but the last is exactly `chunk_size` bytes; the last is what remains. Each chunk
+//! is stored as an object of its own the moment it has arrived whole, and the record of the
+//! upload learns its id in one atomic update, so chunks may arrive in parallel and a retried
+//! chunk is answered as a success without being stored twice. Completion streams the chunks,
+//! in order, into one new file while hashing it (never holding the file in memory), then
+//! deletes them.
+//!
+//! Content is checked twice: chunk 0 is sniffed before it is stored, so an executable named
+//! `.png` is refused at once; and when chunks are smaller than the sniffing window, completion
+//! checks the first bytes of the whole file again, so small chunks cannot slip content past the
+//! policy.
+
+use super::{AppState, UploadConfig};
+use crate::{
+    body::data_stream,
+    declared::{DeclaredFile, essence, query_param},
+    error::Problem,
+    filename,
+    hash::HashAlgorithm,
+    hooks::{CreateRequest, FinishedUpload},
+    id::UploadId,
+    limit::BodyLimitLayer,
+    progress::ProgressState,
+    rate_limit::RateLimitLayer,
+    resumable::{assemble, not_found},
+    sniff::SniffBody,
+    state::{Protocol, UploadRecord},
+    storage::{ByteStream, Digests, FileMeta, NewUpload, StoreError, StoredObject},
+};
+use axum::{
+    Router,
+    extract::{NestedPath, Request, State},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use futures_util::StreamExt;
+use http::{HeaderValue, StatusCode, header, request::Parts};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, sync::Arc};
+use tower::ServiceBuilder;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// The largest chunk a client may choose.
+pub(super) const MAX_CHUNK_SIZE: u64 = 64 << 20;
+/// The most chunks one upload may have.
+pub(super) const MAX_CHUNKS: u64 = 10_000;
+/// The largest `init` (and `complete`) request body.
+const CONTROL_BODY_LIMIT: u64 = 64 * 1024;
+
+/// The chunked routes, with the same outer layers as the other upload routes (idle timeout,
+/// rate limit, size limit). There is no sniff or hash layer: chunk 0 is sniffed here, and the
+/// whole file is hashed when its chunks are joined.
+pub(super) fn routes(config: &UploadConfig, rate_limit: &RateLimitLayer) -> Router<AppState> {
+    let guard = |limit: u64| {
+        ServiceBuilder::new()
+            .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
+            .layer(rate_limit.clone())
+            .layer(BodyLimitLayer::new(limit))
+    };
+    Router::new()
+        .route("/chunked/init", post(init).layer(guard(CONTROL_BODY_LIMIT)))
+        .route("/chunked/chunk", post(chunk).layer(guard(MAX_CHUNK_SIZE)))
+        .route("/chunked/status", get(status).layer(rate_limit.clone()))
+        .route("/chunked/complete", post(complete).layer(guard(CONTROL_BODY_LIMIT)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shape of an upload
+
+/// How a file of `total_size` bytes is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    total_size: u64,
+    chunk_size: u64,
+    total_chunks: u64,
+}
+
+impl Plan {
+    fn new(total_size: u64, chunk_size: u64) -> Self {
+        Self { total_size, chunk_size, total_chunks: total_size.div_ceil(chunk_size) }
+    }
+
+    /// The exact size of chunk `n` (which must exist).
+    fn chunk_len(&self, n: u64) -> u64 {
+        if n + 1 == self.total_chunks { self.total_size - n * self.chunk_size } else { self.chunk_size }
+    }
+
+    fn missing(&self, chunks: &BTreeMap<u64, UploadId>) -> Vec<u64> {
+        (0..self.total_chunks).filter(|n| !chunks.contains_key(n)).collect()
+    }
+}
+
+/// The plan and chunks of a chunked upload; any other upload is unknown here.
+fn chunked(record: &UploadRecord) -> Result<(Plan, &BTreeMap<u64, UploadId>), Problem> {
+    match &record.protocol {
+        Protocol::Chunked { chunk_size, chunks } if *chunk_size > 0 => {
+            Ok((Plan::new(record.length.unwrap_or(0), *chunk_size), chunks))
+        }
+        _ => Err(not_found(record.id.as_str())),
+    }
+}
+
+/// What a file's name says about it, for the content policy.
+fn declared(meta: &FileMeta) -> DeclaredFile {
+    let content_type = meta.name.as_deref().and_then(|n| mime_guess::from_path(n).first()).and_then(|m| essence(m.as_ref()));
+    DeclaredFile { name: meta.name.clone(), content_type }
+}
+
+/// The URL prefix the router is nested under (no trailing slash).
+fn prefix(parts: &Parts) -> &str {
+    parts.extensions.get::<NestedPath>().map_or("", NestedPath::as_str).trim_end_matches('/')
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let mut res = Response::new(axum::body::Body::from(serde_json::to_vec(body).expect("serialisable")));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// The upload a request names in `?upload_id=`.
+fn upload_id_param(parts: &Parts) -> Result<String, Problem> {
+    parts
+        .uri
+        .query()
+        .and_then(|q| query_param(q, "upload_id"))
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "missing_upload_id", "name the upload with ?upload_id="))
+}
+
+/// Seconds since the Unix epoch as an RFC 3339 UTC timestamp.
+fn rfc3339(secs: u64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /chunked/init
+
+#[derive(Deserialize)]
+struct InitRequest {
+    filename: String,
+    total_size: u64,
+    chunk_size: u64,
+}
+
+#[derive(Serialize)]
+struct InitResponse<'a> {
+    id: &'a str,
+    /// The same id, under the name the other routes use.
+    upload_id: &'a str,
+    filename: Option<&'a str>,
+    total_size: u64,
+    chunk_size: u64,
+    total_chunks: u64,
+    uploaded_chunks: Vec<u64>,
+    created_at: String,
+    expires_at: Option<String>,
+}
+
+fn invalid_init(detail: impl Into<std::borrow::Cow<'static, str>>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid_init", detail)
+}
+
+/// Reads and checks an `init` body.
+fn parse_init(body: &[u8], max_total: u64) -> Result<(String, Plan), Problem> {
+    let req: InitRequest = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => invalid_init(format!("the init request is not as expected: {e}")),
+        _ => Problem::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the request body is not valid JSON: {e}")),
+    })?;
+    let name = filename::sanitize(&req.filename)
+        .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "invalid_filename", "the filename is empty once sanitised"))?;
+    if req.total_size == 0 {
+        return Err(invalid_init("total_size must be at least 1"));
+    }
+    if req.total_size > max_total {
+        return Err(crate::limit::too_large_problem(max_total, Some(req.total_size)));
+    }
+    if !(1..=MAX_CHUNK_SIZE).contains(&req.chunk_size) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_chunk_size",
+            format!("chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes"),
+        )
+        .with("max_chunk_size", MAX_CHUNK_SIZE));
+    }
+    let plan = Plan::new(req.total_size, req.chunk_size);
+    if plan.total_chunks > MAX_CHUNKS {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_chunks",
+            format!("{} chunks of {} bytes; an upload may have at most {MAX_CHUNKS}", plan.total_chunks, plan.chunk_size),
+        )
+        .with("max_chunks", MAX_CHUNKS));
+    }
+    Ok((name, plan))
+}
+
+async fn init(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return Problem::from_body_error(&e).into_response(),
+    };
+    let (name, plan) = match parse_init(&body, app.config.max_raw_body) {
+        Ok(parsed) => parsed,
+        Err(problem) => return problem.into_response(),
+    };
+    let mut meta = FileMeta { name: Some(name), ..FileMeta::default() };
+    meta.content_type = declared(&meta).content_type;
+    let create = CreateRequest {
+        protocol: "chunked",
+        headers: parts.headers.clone(),
+        uri: parts.uri.clone(),
+        length: Some(plan.total_size),
+        meta,
+        owner: None,
+    };
+    let create = match app.resumable.hooks.run_pre_create(create).await {
+        Ok(create) => create,
+        Err(problem) => return problem.into_response(),
+    };
+    let protocol = Protocol::Chunked { chunk_size: plan.chunk_size, chunks: BTreeMap::new() };
+    let mut record = UploadRecord::new(UploadId::random(), protocol, Some(plan.total_size), create.meta);
+    record.owner = create.owner;
+    record.expires_at = app.resumable.expires_at();
+    if let Err(e) = app.resumable.state.insert(&record).await {
+        return e.to_problem().into_response();
+    }
+    let mut res = json_response(
+        StatusCode::CREATED,
+        &InitResponse {
+            id: record.id.as_str(),
+            upload_id: record.id.as_str(),
+            filename: record.meta.name.as_deref(),
+            total_size: plan.total_size,
+            chunk_size: plan.chunk_size,
+            total_chunks: plan.total_chunks,
+            uploaded_chunks: Vec::new(),
+            created_at: rfc3339(record.created_at),
+            expires_at: record.expires_at.map(rfc3339),
+        },
+    );
+    if let Ok(location) = HeaderValue::from_str(&format!("{}/chunked/status?upload_id={}", prefix(&parts), record.id)) {
+        res.headers_mut().insert(header::LOCATION, location);
+    }
+    res
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /chunked/chunk
+
+#[derive(Serialize)]
+struct ChunkResponse {
+    chunk: u64,
+    uploaded: usize,
+    total: u64,
+}
+
+fn wrong_size(n: u64, expected: u64, got: Option<u64>) -> Problem {
+    let detail = match got {
+        Some(got) => format!("chunk {n} must be {expected} bytes, not {got}"),
+        None => format!("chunk {n} must be {expected} bytes; more were sent"),
+    };
+    Problem::new(StatusCode::BAD_REQUEST, "invalid_chunk_size", detail).with("expected", expected)
+}
+
+fn finished_problem(id: &UploadId) -> Problem {
+    Problem::new(StatusCode::CONFLICT, "upload_finished", format!("upload {id} is complete and takes no more chunks"))
+}
+
+/// What recording a stored chunk came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// The chunk is now part of the upload.
+    Stored,
+    /// The chunk had arrived before (a retry, or a parallel duplicate that won).
+    Duplicate,
+    /// The upload was completed meanwhile.
+    Finished,
+}
+
+async fn chunk(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    match receive_chunk(&app, &parts, body).await {
+        Ok(answer) => json_response(StatusCode::OK, &answer),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) -> Result<ChunkResponse, Problem> {
+    let id = upload_id_param(parts)?;
+    let n = parts.uri.query().and_then(|q| query_param(q, "chunk"));
+    let record = app.resumable.load(&id, parts).await?;
+    let (plan, chunks) = chunked(&record)?;
+    let n = n.and_then(|n| n.parse::<u64>().ok()).filter(|&n| n < plan.total_chunks).ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_chunk",
+            format!("?chunk= must name a chunk from 0 to {}", plan.total_chunks - 1),
+        )
+        .with("total_chunks", plan.total_chunks)
+    })?;
+    if record.finished {
+        return Err(finished_problem(&record.id));
+    }
+    let expected = plan.chunk_len(n);
+    let declared_len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok());
+    if let Some(len) = declared_len.filter(|&len| len != expected) {
+        return Err(wrong_size(n, expected, Some(len)));
+    }
+    if chunks.contains_key(&n) {
+        // A retry of a chunk that arrived whole: nothing to store.
+        return Ok(ChunkResponse { chunk: n, uploaded: chunks.len(), total: plan.total_chunks });
+    }
+
+    let mut sniffed_type = None;
+    let data: ByteStream<'static> = if n == 0 {
+        let (mut body, _) = SniffBody::checking(body, Arc::new(app.config.policy.clone()), declared(&record.meta));
+        let sniffed = std::future::poll_fn(|cx| body.poll_decide(cx)).await.map_err(|e| Problem::from_body_error(e.as_ref()))?;
+        sniffed_type = sniffed.map(|s| s.content_type);
+        data_stream(body)
+    } else {
+        data_stream(body)
+    };
+    let upload = NewUpload { length: Some(expected), meta: FileMeta::default() };
+    let object = app.store.put_object(upload, data, Box::new(Digests::default)).await.map_err(|e| match e {
+        StoreError::Incomplete { offset, .. } => wrong_size(n, expected, Some(offset)),
+        StoreError::LengthExceeded { .. } => wrong_size(n, expected, None),
+        StoreError::Body(source) => Problem::from_body_error(source.as_ref()),
+        other => other.to_problem(),
+    })?;
+
+    let expires_at = app.resumable.expires_at();
+    let mut recorded = Recorded::Stored;
+    let updated = app
+        .resumable
+        .state
+        .update(&record.id, &mut |r| {
+            if r.finished {
+                recorded = Recorded::Finished;
+                return false;
+            }
+            r.expires_at = expires_at;
+            let Protocol::Chunked { chunks, .. } = &mut r.protocol else { return false };
+            recorded = if chunks.contains_key(&n) { Recorded::Duplicate } else { Recorded::Stored };
+            chunks.entry(n).or_insert_with(|| object.id.clone());
+            if let Some(content_type) = sniffed_type.clone() {
+                r.meta.content_type = Some(content_type);
+            }
+            true
+        })
+        .await;
+    let outcome = match updated {
+        Err(e) => Err(e.to_problem()),
+        Ok(None) => Err(not_found(record.id.as_str())),
+        Ok(Some(_)) if recorded == Recorded::Finished => Err(finished_problem(&record.id)),
+        Ok(Some(updated)) => Ok(updated),
+    };
+    if recorded != Recorded::Stored || outcome.is_err() {
+        if let Err(e) = app.store.delete(&object.id).await {
+            tracing::warn!(id = %object.id, error = %e, "could not delete a chunk that was not needed");
+        }
+    }
+    let updated = outcome?;
+    let (plan, chunks) = chunked(&updated)?;
+    Ok(ChunkResponse { chunk: n, uploaded: chunks.len(), total: plan.total_chunks })
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /chunked/status
+
+#[derive(Serialize)]
+struct StatusResponse<'a> {
+    upload_id: &'a str,
+    filename: Option<&'a str>,
+    status: &'static str,
+    total_size: u64,
+    chunk_size: u64,
+    total_chunks: u64,
+    uploaded_chunks: Vec<u64>,
+    missing_chunks: Vec<u64>,
+    expires_at: Option<String>,
+}
+
+async fn status(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let answer = async {
+        let record = app.resumable.load(&upload_id_param(&parts)?, &parts).await?;
+        let (plan, chunks) = chunked(&record)?;
+        Ok::<_, Problem>(json_response(
+            StatusCode::OK,
+            &StatusResponse {
+                upload_id: record.id.as_str(),
+                filename: record.meta.name.as_deref(),
+                status: if record.finished { "complete" } else { "pending" },
+                total_size: plan.total_size,
+                chunk_size: plan.chunk_size,
+                total_chunks: plan.total_chunks,
+                uploaded_chunks: chunks.keys().copied().collect(),
+                missing_chunks: plan.missing(chunks),
+                expires_at: record.expires_at.map(rfc3339),
+            },
+        ))
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /chunked/complete
+
+/// Where a finished chunked upload's file is remembered (the record has no field for it).
+const OBJECT_ID_KEY: &str = "object_id";
+
+#[derive(Serialize)]
+struct CompleteResponse<'a> {
+    id: &'a str,
+    upload_id: &'a str,
+    filename: Option<&'a str>,
+    size: u64,
+    content_type: &'a str,
+    status: &'static str,
+    sha256: Option<&'a str>,
+    url: String,
+}
+
+fn completed(parts: &Parts, upload: &UploadId, object: &StoredObject) -> Response {
+    json_response(
+        StatusCode::OK,
+        &CompleteResponse {
+            id: object.id.as_str(),
+            upload_id: upload.as_str(),
+            filename: object.meta.name.as_deref(),
+            size: object.size,
+            content_type: object.meta.content_type.as_deref().unwrap_or("application/octet-stream"),
+            status: "complete",
+            sha256: object.digests.get(HashAlgorithm::Sha256.name()),
+            url: format!("{}/{}", super::files_url(parts), object.id),
+        },
+    )
+}
+
+async fn complete(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    match join_chunks(&app, &parts).await {
+        Ok((upload, object)) => completed(&parts, &upload, &object),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn join_chunks(app: &AppState, parts: &Parts) -> Result<(UploadId, StoredObject), Problem> {
+    let resumable = &app.resumable;
+    let record = resumable.load(&upload_id_param(parts)?, parts).await?;
+    chunked(&record)?;
+    // One completion at a time; a concurrent one waits here and then finds the upload finished.
+    let _lock = resumable.lock(&record.id).await?;
+    let record = resumable
+        .state
+        .get(&record.id)
+        .await
+        .map_err(|e| e.to_problem())?
+        .ok_or_else(|| not_found(record.id.as_str()))?;
+    let (plan, chunks) = chunked(&record)?;
+
+    if record.finished {
+        let object = record
+            .meta
+            .extra
+            .get(OBJECT_ID_KEY)
+            .and_then(|id| UploadId::parse(id))
+            .ok_or_else(|| not_found(record.id.as_str()))?;
+        let object = app.store.head(&object).await.map_err(|e| e.to_problem())?;
+        return Ok((record.id, object));
+    }
+    let missing = plan.missing(chunks);
+    if !missing.is_empty() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "chunks_missing",
+            format!("{} of {} chunks have not arrived", missing.len(), plan.total_chunks),
+        )
+        .with("missing_chunks", missing));
+    }
+    let parts_in_order: Vec<UploadId> = chunks.values().cloned().collect();
+    let mut meta = record.meta.clone();
+    if let Some(content_type) = recheck_content(app, &plan, &parts_in_order, &meta).await? {
+        meta.content_type = Some(content_type);
+    }
+    let mut algorithms = vec![HashAlgorithm::Sha256];
+    algorithms.extend(app.config.algorithms.iter().copied().filter(|a| *a != HashAlgorithm::Sha256));
+    let upload = NewUpload { length: Some(plan.total_size), meta };
+    let object = assemble(app.store.as_ref(), &parts_in_order, upload, &algorithms).await.map_err(|e| e.to_problem())?;
+
+    // Finished before the chunks go: a crash in between leaves chunks for the sweeper, never an
+    // unfinished upload without its chunks.
+    let finished = resumable
+        .state
+        .update(&record.id, &mut |r| {
+            r.finished = true;
+            r.hash = None;
+            r.expires_at = resumable.expires_at();
+            r.meta.extra.insert(OBJECT_ID_KEY.into(), object.id.to_string());
+            true
+        })
+        .await;
+    let finished = match finished {
+        Ok(Some(finished)) => finished,
+        Ok(None) => record.clone(),
+        Err(e) => {
+            if let Err(e) = app.store.delete(&object.id).await {
+                tracing::warn!(id = %object.id, error = %e, "could not delete a file whose upload could not be recorded");
+            }
+            return Err(e.to_problem());
+        }
+    };
+    for chunk in &parts_in_order {
+        if let Err(e) = app.store.delete(chunk).await {
+            tracing::warn!(id = %chunk, error = %e, "could not delete a joined chunk; the sweeper will retry");
+        }
+    }
+    if let Some(progress) = resumable.progress(&finished, object.size) {
+        progress.send(object.size, ProgressState::Done, None);
+    }
+    resumable.hooks.notify_finish(FinishedUpload { record: finished, object: object.clone() });
+    Ok((record.id, object))
+}
+
+/// Checks the first bytes of the joined file against the content policy when chunk 0 alone was
+/// shorter than the sniffing window; the type it finds, if it checked.
+async fn recheck_content(app: &AppState, plan: &Plan, chunks: &[UploadId], meta: &FileMeta) -> Result<Option<String>, Problem> {
+    let policy = &app.config.policy;
+    let window = policy.peek() as u64;
+    if plan.chunk_size >= window || plan.total_chunks == 1 {
+        return Ok(None);
+    }
+    let mut head = Vec::with_capacity(policy.peek());
+    for (n, id) in chunks.iter().enumerate() {
+        let want = (window - head.len() as u64).min(plan.chunk_len(n as u64));
+        if want == 0 {
+            break;
+        }
+        let mut read = app.store.read(id, Some(0..want)).await.map_err(|e| e.to_problem())?;
+        while let Some(bytes) = read.body.next().await {
+            head.extend_from_slice(&bytes.map_err(|e| StoreError::from(e).to_problem())?);
+        }
+    }
+    Ok(Some(policy.check(&head, &declared(meta))?.content_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_cut_the_last_chunk_short() {
+        let plan = Plan::new(10, 4);
+        assert_eq!(plan.total_chunks, 3);
+        assert_eq!((plan.chunk_len(0), plan.chunk_len(1), plan.chunk_len(2)), (4, 4, 2));
+        let exact = Plan::new(8, 4);
+        assert_eq!((exact.total_chunks, exact.chunk_len(1)), (2, 4));
+        let one = Plan::new(3, 64);
+        assert_eq!((one.total_chunks, one.chunk_len(0)), (1, 3));
+        let chunks = BTreeMap::from([(2, UploadId::random())]);
+        assert_eq!(plan.missing(&chunks), vec![0, 1]);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn init_bodies_are_checked() {
+        let code = |body: &str| parse_init(body.as_bytes(), 1 << 20).map(|_| ()).unwrap_err().code();
+        assert_eq!(code("{"), "invalid_json");
+        assert_eq!(code("not json"), "invalid_json");
+        assert_eq!(code(r#"{"filename": "a.txt", "total_size": 10}"#), "invalid_init");
+        assert_eq!(code(r#"{"filename": "a.txt", "total_size": -1, "chunk_size": 4}"#), "invalid_init");
+        assert_eq!(code(r#"{"filename": "a.txt", "total_size": 0, "chunk_size": 4}"#), "invalid_init");
+        assert_eq!(code(r#"{"filename": "../", "total_size": 10, "chunk_size": 4}"#), "invalid_filename");
+        assert_eq!(code(r#"{"filename": "a.txt", "total_size": 10, "chunk_size": 0}"#), "invalid_chunk_size");
+        assert_eq!(code(r#"{"filename": "a.txt", "total_size": 2000000, "chunk_size": 4}"#), "body_too_large");
+        assert_eq!(code(r#"{"filename": "a.txt", "total_size": 1048576, "chunk_size": 100}"#), "too_many_chunks");
+        let (name, plan) = parse_init(br#"{"filename": "../x/a b.txt", "total_size": 10, "chunk_size": 4}"#, 10).unwrap();
+        assert_eq!((name.as_str(), plan), ("a b.txt", Plan::new(10, 4)));
+    }
+}

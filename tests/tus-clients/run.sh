@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Real tus clients against the example server: builds `--example server`, starts it on a free
+# loopback port with a temporary storage directory and a 32 MiB size limit, then runs
+#   - tus-js-client (npm, Node >= 20): node --test tests/tus-clients/tus-js.test.mjs
+#   - tuspy (PyPI, in tests/tus-clients/.venv): tests/tus-clients/tuspy_test.py
+# Both suites always run; the script exits non-zero if either failed. Every step is bounded.
+#
+# Usage, from anywhere: bash tests/tus-clients/run.sh
+# Environment: TUS_BUILD_TIMEOUT (seconds for the cargo build, default 900), TUS_PORT (default: a
+# free port), TUS_SKIP_NODE=1 / TUS_SKIP_PYTHON=1 (skip one client).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/tests/tus-clients"
+cd "$ROOT"
+
+log() { printf '[tus-clients] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  log "installing $*"
+  as_root timeout 300 apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "$@" >/dev/null
+}
+
+# The server's limits for this run; the tests read the size limit to provoke a 413.
+MAX_BODY=$((32 * 1024 * 1024))
+
+# --- Tools -------------------------------------------------------------------------------------
+if [ "${TUS_SKIP_NODE:-0}" != 1 ]; then
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+  node_major="$(node -p 'process.versions.node.split(".")[0]')"
+  if [ "$node_major" -lt 20 ]; then
+    log "Node.js >= 20 is required (node --test, fetch), found $(node --version)"
+    exit 1
+  fi
+  if [ ! -f "$HERE/node_modules/tus-js-client/package.json" ] \
+    || [ "$HERE/package-lock.json" -nt "$HERE/node_modules/.package-lock.json" ]; then
+    log "npm ci in tests/tus-clients"
+    (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
+if [ "${TUS_SKIP_PYTHON:-0}" != 1 ]; then
+  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+  venv="$HERE/.venv"
+  stamp="$venv/.requirements.txt"
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s "$HERE/requirements.txt" "$stamp"; then
+    log "creating the tuspy venv in tests/tus-clients/.venv"
+    rm -rf "$venv"
+    if ! timeout 120 python3 -m venv "$venv" 2>/dev/null; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      timeout 120 python3 -m venv "$venv"
+    fi
+    timeout 300 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$HERE/requirements.txt"
+    cp "$HERE/requirements.txt" "$stamp"
+  fi
+fi
+
+# --- Server ------------------------------------------------------------------------------------
+log "building the server example"
+timeout "${TUS_BUILD_TIMEOUT:-900}" cargo build --quiet --example server
+server_bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/server"
+
+port="${TUS_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+data_dir="$(mktemp -d)"
+server_log="$(mktemp)"
+server_pid=""
+
+cleanup() {
+  local status=$?
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  if [ "$status" -ne 0 ] && [ -s "$server_log" ]; then
+    log "last lines of the server's output:"
+    tail -n 40 "$server_log" >&2 || true
+  fi
+  rm -rf "$data_dir" "$server_log"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "starting the server on 127.0.0.1:$port (storage in $data_dir, max body $MAX_BODY)"
+# No request-rate limit: the suites send a few hundred requests in bursts, and a 429 would be
+# reported by the clients as a failed upload.
+INTAKE_ADDR="127.0.0.1:$port" INTAKE_DIR="$data_dir" INTAKE_MAX_BODY="$MAX_BODY" INTAKE_RATE=0 \
+  INTAKE_SHUTDOWN_GRACE_SECS=2 "$server_bin" >"$server_log" 2>&1 &
+server_pid=$!
+
+base_url="http://127.0.0.1:$port"
+deadline=$((SECONDS + 60))
+healthy() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS --max-time 2 "$base_url/health" >/dev/null 2>&1
+  else
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$base_url/health" 2>/dev/null
+  fi
+}
+until healthy; do
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    wait "$server_pid" && rc=0 || rc=$?
+    log "the server exited (status $rc) before answering /health"
+    exit 1
+  fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    log "the server did not answer $base_url/health within 60 s"
+    exit 1
+  fi
+  sleep 0.2
+done
+export INTAKE_TUS_URL="$base_url/upload/tus/"
+export INTAKE_TUS_MAX_SIZE="$MAX_BODY"
+log "server is up; tus endpoint $INTAKE_TUS_URL"
+
+# --- Clients -----------------------------------------------------------------------------------
+failed=()
+if [ "${TUS_SKIP_NODE:-0}" != 1 ]; then
+  log "tus-js-client"
+  (cd "$HERE" && timeout 180 node --test --test-reporter=spec tus-js.test.mjs) || failed+=("tus-js-client")
+fi
+if [ "${TUS_SKIP_PYTHON:-0}" != 1 ]; then
+  log "tuspy"
+  (cd "$HERE" && timeout 120 .venv/bin/python tuspy_test.py) || failed+=("tuspy")
+fi
+
+if [ "${#failed[@]}" -ne 0 ]; then
+  log "FAILED: ${failed[*]}"
+  exit 1
+fi
+log "all tus client tests passed"
