@@ -22,7 +22,7 @@ step "clippy"
 cargo clippy --all-targets --all-features -- -D warnings
 
 step "feature subsets build on their own"
-for features in "" limit rate-limit sniff hash progress local-disk; do
+for features in "" limit rate-limit sniff hash progress local-disk redb router "router redb"; do
   echo "  --no-default-features --features '$features'"
   RUSTFLAGS="-D warnings" cargo check --quiet --no-default-features --features "$features"
 done
@@ -33,6 +33,12 @@ cargo test --all-features
 step "graceful shutdown of the example server"
 cargo build --quiet --example server
 python3 tests/shutdown/shutdown_test.py target/debug/examples/server
+
+step "crash safety of resumable uploads (kill -9 of the example server)"
+python3 tests/crash/crash_test.py target/debug/examples/server
+
+step "real tus clients: tus-js-client (npm) and tuspy (PyPI)"
+bash tests/tus-clients/run.sh
 
 if [ "${INTAKE_SKIP_BENCH:-0}" != 1 ]; then
   step "benchmark smoke run (short mode; figures are not checked)"

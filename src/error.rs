@@ -24,6 +24,11 @@
 //! | `missing_boundary`, `invalid_multipart`, `no_files` | 400 | form |
 //! | `too_many_parts`, `too_many_files`, `field_too_large`, `part_headers_too_large` | 413 | form limits |
 //! | `method_not_allowed` | 405 | [`StoreService`](crate::StoreService): not `POST`/`PUT` |
+//! | `invalid_json`, `invalid_init`, `invalid_filename`, `too_many_chunks` | 400 | chunked: an `init` body that is not JSON, lacks a member, names no usable file, or needs over 10 000 chunks |
+//! | `invalid_chunk_size` | 400 | chunked: a `chunk_size` out of range, or a chunk not exactly its expected size |
+//! | `invalid_chunk`, `missing_upload_id` | 400 | chunked: `?chunk=` outside the upload, no `?upload_id=` |
+//! | `chunks_missing` | 409 | chunked: `complete` before every chunk arrived (lists `missing_chunks`) |
+//! | `upload_finished` | 409 | chunked: a chunk for an upload already completed |
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

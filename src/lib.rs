@@ -120,6 +120,8 @@ macro_rules! inner_service_accessors {
 pub(crate) use inner_service_accessors;
 
 pub mod body;
+#[cfg(feature = "router")]
+pub mod cors;
 pub mod declared;
 pub mod error;
 pub mod filename;
@@ -129,8 +131,6 @@ pub mod hash;
 pub mod hooks;
 mod id;
 mod ingest;
-#[cfg(feature = "router")]
-mod resumable;
 #[cfg(feature = "limit")]
 pub mod limit;
 #[cfg(feature = "progress")]
@@ -138,15 +138,17 @@ pub mod progress;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "router")]
+mod resumable;
+#[cfg(feature = "router")]
 mod router;
 #[cfg(feature = "sniff")]
 pub mod sniff;
 pub mod state;
-#[cfg(feature = "router")]
-pub mod tus;
 pub mod storage;
 #[cfg(test)]
 mod test_util;
+#[cfg(feature = "router")]
+pub mod tus;
 
 pub use error::{BoxError, Problem};
 pub use id::UploadId;

@@ -4,7 +4,7 @@
 //! into one file.
 
 use crate::{
-    error::{BoxError, BodyRejection, Problem},
+    error::{BodyRejection, BoxError, Problem},
     hash::{HashAlgorithm, Hasher},
     hooks::{AccessRequest, Hooks},
     id::UploadId,

@@ -18,12 +18,27 @@
 //! | `INTAKE_SHUTDOWN_GRACE_SECS` | `30` | on SIGINT/SIGTERM, how long uploads in flight may finish |
 //! | `INTAKE_FSYNC` | `never` | `never`, `finish` (survive power loss) or `always` |
 //! | `INTAKE_ALLOW` | (any) | comma-separated allowed types, e.g. `image/*,application/pdf` |
+//! | `INTAKE_EXPIRY_SECS` | `86400` | unfinished resumable uploads expire after this long without a request |
+//! | `INTAKE_SWEEP_SECS` | `60` | how often expired uploads are removed |
+//! | `INTAKE_CORS_ORIGINS` | (none) | comma-separated origins allowed to upload from a browser (CORS) |
+//!
+//! Routes (all under `/upload`): `POST /form`, `POST /raw`, tus 1.0 and the IETF resumable
+//! upload draft at `/tus/`, the chunked JSON API at `/chunked/{init,chunk,status,complete}`,
+//! `GET /files/{id}`, `GET /progress/{id}`. Resumable upload state is kept in
+//! `{INTAKE_DIR}/state.redb`, so uploads resume after a restart.
+//!
+//! The hooks show the extension points: uploads belong to the tenant named by an `X-Tenant`
+//! header (default `public`) and only that tenant may touch them; file names starting with a dot
+//! are refused at creation; finished and cancelled uploads are logged.
 
 use axum::{Router, response::Html, routing::get};
+use http::StatusCode;
 use intake::{
-    Uploads,
+    Problem, Uploads,
+    hooks::{AccessRequest, CreateRequest, FinishedUpload, Hooks},
     rate_limit::RateLimitLayer,
     sniff::ContentPolicy,
+    state::{RedbState, UploadRecord, sweep::SweeperHandle},
     storage::{FsyncPolicy, LocalDisk},
 };
 use std::{net::SocketAddr, str::FromStr, time::Duration};
@@ -43,6 +58,9 @@ struct Settings {
     grace: Duration,
     fsync: FsyncPolicy,
     allow: Vec<String>,
+    expiry: Duration,
+    sweep_every: Duration,
+    cors_origins: Vec<String>,
 }
 
 fn var<T: FromStr>(name: &str, default: T) -> T
@@ -81,6 +99,9 @@ impl Settings {
                 other => panic!("INTAKE_FSYNC={other:?}: use never, finish or always"),
             },
             allow: list("INTAKE_ALLOW"),
+            expiry: Duration::from_secs(var("INTAKE_EXPIRY_SECS", 24 * 3600)),
+            sweep_every: Duration::from_secs(var("INTAKE_SWEEP_SECS", 60).max(1)),
+            cors_origins: list("INTAKE_CORS_ORIGINS"),
         }
     }
 }
@@ -98,17 +119,66 @@ fn rate_limit(s: &Settings) -> RateLimitLayer {
     if s.rate == 0 && s.bytes_per_sec == 0 { RateLimitLayer::disabled() } else { layer }
 }
 
-/// The whole app: the demo page, `/health`, and the uploads router at `/upload`.
-fn app(s: &Settings) -> Router {
+/// The tenant a request speaks for.
+fn tenant(headers: &http::HeaderMap) -> String {
+    headers.get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or("public").to_owned()
+}
+
+/// One hook of each kind.
+fn hooks() -> Hooks {
+    Hooks::new()
+        .pre_create(|mut create: CreateRequest| async move {
+            if create.meta.name.as_deref().is_some_and(|n| n.starts_with('.')) {
+                return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "hidden_file", "hidden files are not accepted"));
+            }
+            let tenant = tenant(&create.headers);
+            create.meta.extra.insert("tenant".into(), tenant.clone());
+            create.owner = Some(tenant);
+            Ok(create)
+        })
+        .authorize(|access: AccessRequest| async move {
+            if access.record.owner.as_deref().is_none_or(|owner| owner == tenant(&access.headers)) {
+                Ok(())
+            } else {
+                Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", "this upload belongs to another tenant"))
+            }
+        })
+        .post_finish(|done: FinishedUpload| async move {
+            tracing::info!(id = %done.object.id, size = done.object.size, sha256 = ?done.object.digests.get("sha-256"), "upload finished");
+        })
+        .post_terminate(|record: UploadRecord| async move {
+            tracing::info!(id = %record.id, "upload cancelled by its client");
+        })
+}
+
+/// The whole app: the demo page, `/health`, and the uploads router at `/upload`; and the sweeper
+/// of expired uploads, which runs until its handle is dropped.
+fn app(s: &Settings) -> (Router, SweeperHandle) {
+    let state = RedbState::open(std::path::Path::new(&s.dir).join("state.redb"))
+        .unwrap_or_else(|e| panic!("cannot open the upload state in {}: {e}", s.dir));
     let uploads = Uploads::new(LocalDisk::new(&s.dir).with_fsync(s.fsync))
+        .state(state)
+        .hooks(hooks())
+        .expiry(Some(s.expiry))
         .max_body(s.max_body)
         .rate_limit(rate_limit(s))
         .body_idle_timeout(s.body_timeout)
         .content_policy(ContentPolicy::default().allow(s.allow.iter().cloned()));
-    Router::new()
+    let sweeper = uploads.sweeper().every(s.sweep_every).spawn();
+    let app = Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route("/health", get(|| async { "ok" }))
-        .nest("/upload", uploads.into_router())
+        .nest("/upload", uploads.into_router());
+    let app = if s.cors_origins.is_empty() {
+        app
+    } else {
+        let origins = s
+            .cors_origins
+            .iter()
+            .map(|o| o.parse().unwrap_or_else(|_| panic!("INTAKE_CORS_ORIGINS: {o:?} is not a header value")));
+        app.layer(intake::cors::cors_layer(origins))
+    };
+    (app, sweeper)
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -137,7 +207,7 @@ async fn main() -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, dir = %settings.dir, "intake upload server listening; open http://{}/", listener.local_addr()?);
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let app = app(&settings);
+    let (app, _sweeper) = app(&settings);
     let mut server = tokio::spawn({
         let mut stop_rx = stop_rx.clone();
         async move {

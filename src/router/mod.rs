@@ -13,8 +13,8 @@
 //! Handlers build URLs from the prefix the router was nested under, so `Location` is right
 //! wherever it is mounted.
 
-pub(crate) mod download;
 mod chunked;
+pub(crate) mod download;
 mod events;
 mod form;
 mod raw;
@@ -23,12 +23,12 @@ pub use form::FormLimits;
 
 use crate::{
     hash::{HashAlgorithm, HashLayer},
+    hooks::Hooks,
     limit::BodyLimitLayer,
     progress::{ProgressHub, ProgressLayer, ReportRefusalsLayer},
     rate_limit::RateLimitLayer,
-    sniff::{ContentPolicy, SniffLayer},
-    hooks::Hooks,
     resumable::Resumable,
+    sniff::{ContentPolicy, SniffLayer},
     state::{Locker, MemoryLocker, MemoryState, StateStore, sweep::Sweeper},
     storage::Store,
 };

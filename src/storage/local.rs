@@ -1,8 +1,8 @@
 //! Local disk: the default store.
 
 use super::{
-    ByteStream, Capabilities, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo,
-    WriteGuard, check_room, now_secs, resolve_range,
+    ByteStream, Capabilities, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject,
+    UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;

@@ -1,8 +1,8 @@
 //! An in-memory store for tests and examples.
 
 use super::{
-    ByteStream, Capabilities, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject, UploadInfo,
-    WriteGuard, check_room, now_secs, resolve_range,
+    ByteStream, Capabilities, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject,
+    UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;

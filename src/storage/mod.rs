@@ -214,11 +214,9 @@ impl StoreError {
                 format!("the requested range is outside the {size}-byte file"),
             )
             .with("size", *size),
-            StoreError::NotSupported(what) => Problem::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "not_supported",
-                format!("the storage backend does not support {what}"),
-            ),
+            StoreError::NotSupported(what) => {
+                Problem::new(StatusCode::NOT_IMPLEMENTED, "not_supported", format!("the storage backend does not support {what}"))
+            }
             StoreError::Body(err) => Problem::from_body_error(err.as_ref()),
             StoreError::Backend(err) => {
                 tracing::error!(error = %err, "storage backend failed");

@@ -210,7 +210,9 @@ pub(crate) async fn upload(app: &AppState, id: &str, parts: Parts, body: Body) -
         }),
         _ => Err(Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use HEAD, PATCH or DELETE")),
     };
-    outcome.unwrap_or_else(|p| p.with_header(http::HeaderName::from_static(INTEROP_VERSION), HeaderValue::from(version)).into_response())
+    outcome.unwrap_or_else(|p| {
+        p.with_header(http::HeaderName::from_static(INTEROP_VERSION), HeaderValue::from(version)).into_response()
+    })
 }
 
 async fn head(app: &AppState, id: &str, parts: &Parts, version: i64) -> Result<Response, Problem> {
@@ -230,7 +232,8 @@ async fn head(app: &AppState, id: &str, parts: &Parts, version: i64) -> Result<R
 
 async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body, version: i64) -> Result<Response, Problem> {
     let headers = &parts.headers;
-    let content_type_ok = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(PARTIAL_UPLOAD.as_bytes()));
+    let content_type_ok =
+        headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(PARTIAL_UPLOAD.as_bytes()));
     if version >= 6 && !content_type_ok {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -239,8 +242,8 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body, version: i64
         ));
     }
     let given = sf_integer(headers, UPLOAD_OFFSET)?.ok_or_else(|| bad("missing_offset", "send Upload-Offset"))?;
-    let complete =
-        sf_boolean(headers, UPLOAD_COMPLETE)?.ok_or_else(|| bad("missing_upload_complete", "an append carries Upload-Complete"))?;
+    let complete = sf_boolean(headers, UPLOAD_COMPLETE)?
+        .ok_or_else(|| bad("missing_upload_complete", "an append carries Upload-Complete"))?;
     let declare_length = sf_integer(headers, UPLOAD_LENGTH)?;
     let record = app.resumable.load(id, parts).await?;
     if record.finished {

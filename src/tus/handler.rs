@@ -178,14 +178,7 @@ pub(crate) async fn new_upload(
     kind: Protocol,
 ) -> Result<UploadRecord, Problem> {
     let r = &app.resumable;
-    let asked = CreateRequest {
-        protocol,
-        headers: parts.headers.clone(),
-        uri: parts.uri.clone(),
-        length,
-        meta,
-        owner: None,
-    };
+    let asked = CreateRequest { protocol, headers: parts.headers.clone(), uri: parts.uri.clone(), length, meta, owner: None };
     let allowed = r.hooks.run_pre_create(asked).await?;
     let info = r.store.create(NewUpload { length, meta: allowed.meta.clone() }).await.map_err(|e| e.to_problem())?;
     let mut record = UploadRecord::new(info.id, kind, length, allowed.meta);
@@ -234,14 +227,25 @@ async fn create_final(
         let declared = crate::declared::DeclaredFile { name: meta.name.clone(), content_type: meta.content_type.clone() };
         app.config.policy.check(&head.concat(), &declared)?;
     }
-    let asked =
-        CreateRequest { protocol: "tus", headers: parts.headers.clone(), uri: parts.uri.clone(), length: Some(length), meta, owner: None };
+    let asked = CreateRequest {
+        protocol: "tus",
+        headers: parts.headers.clone(),
+        uri: parts.uri.clone(),
+        length: Some(length),
+        meta,
+        owner: None,
+    };
     let allowed = r.hooks.run_pre_create(asked).await?;
-    let object = assemble(r.store.as_ref(), &ids, NewUpload { length: Some(length), meta: allowed.meta.clone() }, &app.config.algorithms)
-        .await
-        .map_err(|e| e.to_problem())?;
-    let mut record =
-        UploadRecord::new(object.id.clone(), Protocol::Tus { metadata: raw_meta, concat: Concat::Final(ids) }, Some(length), allowed.meta);
+    let object =
+        assemble(r.store.as_ref(), &ids, NewUpload { length: Some(length), meta: allowed.meta.clone() }, &app.config.algorithms)
+            .await
+            .map_err(|e| e.to_problem())?;
+    let mut record = UploadRecord::new(
+        object.id.clone(),
+        Protocol::Tus { metadata: raw_meta, concat: Concat::Final(ids) },
+        Some(length),
+        allowed.meta,
+    );
     record.owner = allowed.owner;
     record.expires_at = r.expires_at();
     record.finished = true;
@@ -357,8 +361,9 @@ async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Proble
     let record = app.resumable.load(id, parts).await?;
     if !record.finished {
         let offset = current_offset(&app.resumable, &record).await?;
-        return Err(Problem::new(StatusCode::CONFLICT, "upload_incomplete", "the upload is not finished yet")
-            .with("offset", offset));
+        return Err(
+            Problem::new(StatusCode::CONFLICT, "upload_incomplete", "the upload is not finished yet").with("offset", offset)
+        );
     }
     download::serve(app, record.id.as_str(), &parts.headers).await
 }
@@ -416,7 +421,11 @@ pub(crate) async fn append(
 ) -> Result<Appended, Problem> {
     let r = &app.resumable;
     if matches!(record.protocol, Protocol::Tus { concat: Concat::Final(_), .. }) {
-        return Err(Problem::new(StatusCode::FORBIDDEN, "final_upload", "a final upload is assembled by the server, not patched"));
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "final_upload",
+            "a final upload is assembled by the server, not patched",
+        ));
     }
     let lock = r.lock(&record.id).await?;
     // The record as it is now that nobody else writes.
@@ -465,8 +474,10 @@ pub(crate) async fn append(
     // concatenation are checked when the final upload is assembled.
     let sniffs = offset == 0 && !matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. });
     if sniffs {
-        let declared = crate::declared::DeclaredFile { name: record.meta.name.clone(), content_type: record.meta.content_type.clone() };
-        let (mut sniffing, _) = SniffBody::checking(crate::body::stream_body(data), Arc::new(app.config.policy.clone()), declared);
+        let declared =
+            crate::declared::DeclaredFile { name: record.meta.name.clone(), content_type: record.meta.content_type.clone() };
+        let (mut sniffing, _) =
+            SniffBody::checking(crate::body::stream_body(data), Arc::new(app.config.policy.clone()), declared);
         std::future::poll_fn(|cx| sniffing.poll_decide(cx)).await.map_err(|e| Problem::from_body_error(e.as_ref()))?;
         data = crate::body::data_stream(sniffing);
     }
@@ -581,4 +592,3 @@ fn is_interrupted(err: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
-

@@ -3,7 +3,10 @@
 use crate::{error::Problem, hash::HashAlgorithm, id::UploadId, storage::FileMeta};
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use std::{collections::BTreeMap, time::{Duration, UNIX_EPOCH}};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, UNIX_EPOCH},
+};
 
 pub(crate) const TUS_RESUMABLE: &str = "tus-resumable";
 pub(crate) const TUS_VERSION: &str = "tus-version";
@@ -70,7 +73,8 @@ pub(crate) fn metadata(raw: &str) -> Result<BTreeMap<String, Vec<u8>>, Problem> 
 pub(crate) fn file_meta(pairs: &BTreeMap<String, Vec<u8>>) -> FileMeta {
     let utf8 = |k: &str| pairs.get(k).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
     let name = utf8("filename").or_else(|| utf8("name")).and_then(|n| crate::filename::sanitize(&n));
-    let content_type = utf8("filetype").or_else(|| utf8("type")).or_else(|| utf8("contentType")).and_then(|t| crate::declared::essence(&t));
+    let content_type =
+        utf8("filetype").or_else(|| utf8("type")).or_else(|| utf8("contentType")).and_then(|t| crate::declared::essence(&t));
     let extra = pairs.iter().filter_map(|(k, v)| Some((k.clone(), String::from_utf8(v.clone()).ok()?))).collect();
     FileMeta { name, content_type, extra }
 }
@@ -86,7 +90,7 @@ pub(crate) const CHECKSUM_ALGORITHMS: &str = "sha1,sha256,md5,crc32";
 
 /// A running per-request checksum.
 pub(crate) enum Checksummer {
-    Hash(crate::hash::Hasher),
+    Hash(Box<crate::hash::Hasher>),
     Crc32(crc32fast::Hasher),
 }
 
@@ -100,7 +104,7 @@ impl Checksummer {
 
     pub(crate) fn finalize(self) -> Vec<u8> {
         match self {
-            Checksummer::Hash(h) => h.finalize(),
+            Checksummer::Hash(h) => (*h).finalize(),
             Checksummer::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
         }
     }
@@ -114,14 +118,18 @@ pub(crate) struct Checksum {
 
 impl Checksum {
     pub(crate) fn parse(raw: &str) -> Result<Self, Problem> {
-        let (name, value) = raw.split_once(' ').ok_or_else(|| bad("invalid_checksum", "Upload-Checksum is \"<algorithm> <base64 digest>\""))?;
+        let (name, value) =
+            raw.split_once(' ').ok_or_else(|| bad("invalid_checksum", "Upload-Checksum is \"<algorithm> <base64 digest>\""))?;
         let algorithm = match name.to_ascii_lowercase().as_str() {
             "sha1" => ChecksumAlgorithm::Hash(HashAlgorithm::Sha1),
             "sha256" => ChecksumAlgorithm::Hash(HashAlgorithm::Sha256),
             "md5" => ChecksumAlgorithm::Hash(HashAlgorithm::Md5),
             "crc32" => ChecksumAlgorithm::Crc32,
             _ => {
-                return Err(bad("unsupported_checksum", format!("checksum algorithm {name:?} is not one of {CHECKSUM_ALGORITHMS}")));
+                return Err(bad(
+                    "unsupported_checksum",
+                    format!("checksum algorithm {name:?} is not one of {CHECKSUM_ALGORITHMS}"),
+                ));
             }
         };
         let expected = base64::engine::general_purpose::STANDARD
@@ -139,7 +147,7 @@ impl Checksum {
 
     pub(crate) fn start(&self) -> Checksummer {
         match self.algorithm {
-            ChecksumAlgorithm::Hash(h) => Checksummer::Hash(h.hasher()),
+            ChecksumAlgorithm::Hash(h) => Checksummer::Hash(Box::new(h.hasher())),
             ChecksumAlgorithm::Crc32 => Checksummer::Crc32(crc32fast::Hasher::new()),
         }
     }
