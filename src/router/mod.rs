@@ -197,6 +197,14 @@ impl Uploads {
         self
     }
 
+    /// While a request waits for an upload another request is writing, the writer lets go once
+    /// it has received nothing for this long (default 2 s): a client that lost its connection
+    /// and retried gets its upload back without waiting for the old request to time out.
+    pub fn lock_stale_after(mut self, after: Duration) -> Self {
+        self.config.stale_after = after;
+        self
+    }
+
     /// A sweeper that removes expired uploads of this router's backends; run it with
     /// [`Sweeper::spawn`].
     pub fn sweeper(&self) -> Sweeper {

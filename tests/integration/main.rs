@@ -5,9 +5,11 @@
 mod common;
 
 mod bad_input;
+mod chunked;
 mod download;
 mod form;
 mod hyper_stack;
 mod nesting;
 mod progress;
 mod raw;
+mod tus;

@@ -7,30 +7,30 @@ use std::{pin::Pin, time::Duration};
 
 /// One Server-Sent Event.
 #[derive(Clone, Debug, Default)]
-struct SseEvent {
+pub(crate) struct SseEvent {
     event: String,
     id: Option<String>,
     data: String,
 }
 
 impl SseEvent {
-    fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id.as_deref().expect("every progress event has an id").parse().expect("numeric id")
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("event data is JSON ({e}): {:?}", self.data))
     }
 }
 
 /// Parses the event stream of a response as it arrives.
-struct SseReader {
+pub(crate) struct SseReader {
     stream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     buf: String,
 }
 
 impl SseReader {
-    fn new(res: reqwest::Response) -> Self {
+    pub(crate) fn new(res: reqwest::Response) -> Self {
         assert_eq!(res.status(), 200);
         let ct = header(&res, "content-type").unwrap_or_default();
         assert!(ct.starts_with("text/event-stream"), "{ct}");
@@ -38,7 +38,7 @@ impl SseReader {
     }
 
     /// The next event (comments and keep-alives skipped); `None` when the stream ends.
-    async fn next(&mut self) -> Option<SseEvent> {
+    pub(crate) async fn next(&mut self) -> Option<SseEvent> {
         loop {
             let normalised = self.buf.replace("\r\n", "\n");
             if normalised.len() != self.buf.len() {

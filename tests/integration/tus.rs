@@ -1,0 +1,168 @@
+//! tus over real TCP: nesting, locks held by stalled requests, progress, expiry and sweeping.
+//! (Protocol details are covered request by request in `tests/tus`; real clients in
+//! `tests/tus-clients`.)
+
+use crate::{common::*, progress::SseReader};
+use axum::Router;
+use intake::{Uploads, state::MemoryState, storage::LocalDisk};
+use std::time::Duration;
+
+const TUS: (&str, &str) = ("tus-resumable", "1.0.0");
+
+async fn create(server: &TestServer, length: usize) -> String {
+    let res = server
+        .client
+        .post(server.url("/tus/"))
+        .header(TUS.0, TUS.1)
+        .header("upload-length", length)
+        .header("upload-metadata", "filename ZGF0YS5iaW4=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    header(&res, "location").expect("a Location")
+}
+
+async fn patch(server: &TestServer, location: &str, offset: usize, body: Vec<u8>) -> reqwest::Response {
+    server
+        .client
+        .patch(server.absolute(location))
+        .header(TUS.0, TUS.1)
+        .header("upload-offset", offset)
+        .header("content-type", "application/offset+octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn offset(server: &TestServer, location: &str) -> (u16, Option<usize>) {
+    let res = server.client.head(server.absolute(location)).header(TUS.0, TUS.1).send().await.unwrap();
+    (res.status().as_u16(), header(&res, "upload-offset").map(|o| o.parse().unwrap()))
+}
+
+#[tokio::test]
+async fn locations_follow_the_nesting_prefix() {
+    for prefix in ["/upload", "/api/v1/files"] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let app = Router::new().nest(prefix, Uploads::new(LocalDisk::new(&root)).into_router());
+        let server = TestServer::with_app(app, prefix, Some(dir), Some(root)).await;
+        let data = pseudo_random(300_000, 7);
+        let location = create(&server, data.len()).await;
+        assert!(location.starts_with(&format!("{prefix}/tus/")), "{location} under {prefix}");
+        for (at, piece) in [(0, &data[..100_000]), (100_000, &data[100_000..])] {
+            let res = patch(&server, &location, at, piece.to_vec()).await;
+            assert_eq!(res.status(), 204, "{prefix}");
+        }
+        let res = server.client.get(server.absolute(&location)).header(TUS.0, TUS.1).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(header(&res, "etag").unwrap(), format!("\"{}\"", sha256_hex(&data)), "the whole-upload SHA-256");
+        assert_eq!(res.bytes().await.unwrap(), data);
+        // The same file through the router's download route.
+        let id = location.rsplit('/').next().unwrap();
+        assert_eq!(server.object_bytes(id), data);
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_request_lets_go_of_its_upload() {
+    let server = TestServer::disk(|u| u.lock_stale_after(Duration::from_millis(300))).await;
+    let data = pseudo_random(200_000, 3);
+    let location = create(&server, data.len()).await;
+    // A client sends half its PATCH and goes quiet (lost connection, not yet noticed).
+    let mut stalled = RawConn::connect(server.addr).await;
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+        data.len()
+    );
+    stalled.send(head.as_bytes()).await;
+    stalled.send(&data[..100_000]).await;
+    // Bytes still gathered for a disk write are not reported until they are written.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(offset(&server, &location).await, (200, Some(0)));
+    // The client retries from the offset it saw: the retry asks the stalled request to let go,
+    // which writes what it received and ends; the retry then learns the real offset (409), as
+    // tus clients do, and continues from it.
+    let res = bounded("the retried PATCH", patch(&server, &location, 0, data.clone())).await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(header(&res, "upload-offset").as_deref(), Some("100000"));
+    let res = patch(&server, &location, 100_000, data[100_000..].to_vec()).await;
+    assert_eq!(res.status(), 204);
+    let old = stalled.response().await.expect("the stalled request is answered");
+    assert_eq!((old.status, old.json()["code"].as_str()), (423, Some("upload_interrupted")));
+    let res = server.client.get(server.absolute(&location)).header(TUS.0, TUS.1).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn a_writing_request_keeps_its_upload() {
+    let server = TestServer::disk(|u| u.lock_stale_after(Duration::from_secs(5))).await;
+    let location = create(&server, 1000).await;
+    let mut first = RawConn::connect(server.addr).await;
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: 1000\r\n\r\n"
+    );
+    first.send(head.as_bytes()).await;
+    first.send(&[b'a'; 10]).await;
+    // A second PATCH while the first holds the lock (and is not stale): refused after the
+    // locker's patience, with nothing written by it.
+    let second = patch(&server, &location, 0, vec![b'b'; 1000]);
+    let keep_sending = async {
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            first.send(&[b'a'; 10]).await;
+        }
+    };
+    let (res, ()) = tokio::join!(second, keep_sending);
+    assert_eq!(res.status(), 423);
+    first.send(&[b'a'; 390]).await;
+    let done = first.response().await.unwrap();
+    assert_eq!(done.status, 204);
+    let res = server.client.get(server.absolute(&location)).header(TUS.0, TUS.1).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap().as_ref(), [b'a'; 1000].as_slice());
+}
+
+#[tokio::test]
+async fn progress_is_published_under_the_upload_id() {
+    let server = TestServer::disk(|u| u).await;
+    let data = pseudo_random(500_000, 5);
+    let location = create(&server, data.len()).await;
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let res = patch(&server, &location, 0, data[..200_000].to_vec()).await;
+    assert_eq!(res.status(), 204);
+    let events = server.client.get(server.url(&format!("/progress/{id}"))).send().await.unwrap();
+    let mut events = SseReader::new(events);
+    let first = bounded("an event", events.next()).await.expect("an event");
+    assert_eq!((first.id(), first.json()["total"].as_u64()), (200_000, Some(500_000)), "the offset so far");
+    let res = patch(&server, &location, 200_000, data[200_000..].to_vec()).await;
+    assert_eq!(res.status(), 204);
+    let mut last = first;
+    while last.json()["state"] != "done" {
+        last = bounded("the final event", events.next()).await.expect("events until done");
+    }
+    assert_eq!(last.id(), 500_000);
+}
+
+#[tokio::test]
+async fn expired_uploads_answer_410_and_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let uploads = Uploads::new(LocalDisk::new(&root)).state(MemoryState::new()).expiry(Some(Duration::from_secs(1)));
+    let sweeper = uploads.sweeper();
+    let app = Router::new().nest("/upload", uploads.into_router());
+    let server = TestServer::with_app(app, "/upload", Some(dir), Some(root)).await;
+    let location = create(&server, 100).await;
+    assert_eq!(patch(&server, &location, 0, vec![1; 40]).await.status(), 204);
+    assert_eq!(server.partial_files().len(), 2, "the bytes and the upload's record are on disk");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(offset(&server, &location).await.0, 410);
+    let res = patch(&server, &location, 40, vec![1; 60]).await;
+    assert_problem(res, 410, "upload_expired").await;
+    let report = sweeper.sweep().await.unwrap();
+    assert_eq!(report.expired, 1);
+    assert!(server.partial_files().is_empty(), "the sweeper removed the bytes: {:?}", server.partial_files());
+    assert_eq!(offset(&server, &location).await.0, 404);
+}
