@@ -11,11 +11,19 @@
 //! # }
 //! ```
 //!
-//! That serves `POST /upload/form` (streaming `multipart/form-data`), `POST /upload/raw` (the
-//! body is the file), `GET /upload/files/{id}` (download with `Range`) and
-//! `GET /upload/progress/{id}` (Server-Sent Events), storing under `./uploads`. Configure it with
-//! [`Uploads`]. Serve with `into_make_service_with_connect_info` so the rate limiter knows each
-//! client's address.
+//! That serves, storing under `./uploads`:
+//!
+//! | route | protocol |
+//! |---|---|
+//! | `POST /upload/form` | streaming `multipart/form-data` |
+//! | `POST /upload/raw` | the body is the file |
+//! | `/upload/tus/` | [tus 1.0](tus) with every extension, and the IETF resumable-upload draft |
+//! | `/upload/chunked/{init,chunk,status,complete}` | a JSON chunked API: chunks in any order, in parallel |
+//! | `GET /upload/files/{id}` | download with `Range` |
+//! | `GET /upload/progress/{id}` | Server-Sent Events, for a form or raw upload's `?progress_id=` or a resumable upload's id |
+//!
+//! Configure it with [`Uploads`]. Serve with `into_make_service_with_connect_info` so the rate
+//! limiter knows each client's address.
 //!
 //! # The layers
 //!
@@ -72,6 +80,17 @@
 //! The server always chooses the key ([`UploadId`], 128 random bits); a client's file name is
 //! sanitised metadata ([`filename::sanitize`]), never a path.
 //!
+//! # Resumable uploads
+//!
+//! tus, the IETF draft and the chunked API keep each upload's state — length, metadata, expiry,
+//! the whole-upload hash so far, chunks received — in a [`state::StateStore`] (an embedded
+//! [redb](state::RedbState) file by default, so uploads resume after a crash or restart), and
+//! one request at a time writes to an upload through a [`state::Locker`]. A
+//! [sweeper](state::sweep::Sweeper) removes uploads left unfinished past their expiry.
+//! [`hooks`] let the app refuse or rewrite uploads at creation, authorise every later request,
+//! and hear about finished and cancelled ones; [`cors::cors_layer`] lets browsers on other
+//! origins use all of it.
+//!
 //! # Without axum's router
 //!
 //! [`StoreService`] stores each request body as one object; with the layers in a
@@ -90,6 +109,7 @@
 //! | `hash` | via `router` | [`hash`]: SHA-256, SHA-512, SHA-1, MD5, CRC32C |
 //! | `blake3` | no | BLAKE3 in [`hash`] |
 //! | `progress` | via `router` | [`progress`] |
+//! | `redb` | yes | [`state::RedbState`], the embedded state store |
 #![deny(unsafe_code)]
 // Shared plumbing (the common response future, the tripwire) is unused in some feature subsets.
 #![cfg_attr(not(all(feature = "limit", feature = "hash", feature = "rate-limit")), allow(dead_code, unused_imports))]

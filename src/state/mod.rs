@@ -189,7 +189,7 @@ pub type Change<'a> = &'a mut (dyn FnMut(&mut UploadRecord) -> bool + Send);
 
 /// Keeps upload records. Every operation is atomic; see the [module docs](self).
 ///
-/// Contract (checked by [`conformance::run`](crate::state::conformance::run)):
+/// Contract (checked by [`conformance::run`]):
 /// - `insert` refuses an id that exists;
 /// - `update` applies a change atomically with respect to other updates of the same record and
 ///   returns the record as it is afterwards (`None` when there is no such record);
