@@ -121,7 +121,14 @@ impl Resumable {
     pub(crate) fn progress(&self, record: &UploadRecord, offset: u64) -> Option<ProgressReporter> {
         let id = ProgressId::parse(record.id.as_str()).ok()?;
         let tx = self.hub.take_over(&id).ok()?;
-        let reporter = ProgressReporter { tx, total: record.length, started: Instant::now(), last: Instant::now() };
+        let reporter = ProgressReporter {
+            hub: self.hub.clone(),
+            id,
+            tx,
+            total: record.length,
+            started: Instant::now(),
+            last: Instant::now(),
+        };
         reporter.send(offset, ProgressState::Receiving, None);
         Some(reporter)
     }
@@ -153,10 +160,18 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Publishes an upload's absolute offset to the progress hub, throttled.
 pub(crate) struct ProgressReporter {
+    hub: ProgressHub,
+    id: ProgressId,
     tx: watch::Sender<Progress>,
     total: Option<u64>,
     started: Instant,
     last: Instant,
+}
+
+impl Drop for ProgressReporter {
+    fn drop(&mut self) {
+        self.hub.release(&self.id);
+    }
 }
 
 impl ProgressReporter {

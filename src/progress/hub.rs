@@ -159,6 +159,15 @@ impl ProgressHub {
         Ok(tx)
     }
 
+    /// Ends one request's turn at publishing a resumable upload: the entry stays while someone
+    /// follows it, and is dropped like any idle entry otherwise.
+    pub(crate) fn release(&self, id: &ProgressId) {
+        if let Some(ch) = self.inner.lock().expect("hub lock poisoned").channels.get_mut(id) {
+            ch.publishing = false;
+            ch.touched = Instant::now();
+        }
+    }
+
     /// Ends the progress of an upload refused before it was tracked: subscribers waiting for it
     /// get `failed` with `code`, and so does a subscriber arriving within the linger time. An
     /// upload being tracked, or already ended, is left as it is.

@@ -475,12 +475,8 @@ async fn join_chunks(app: &AppState, parts: &Parts) -> Result<(UploadId, StoredO
     chunked(&record)?;
     // One completion at a time; a concurrent one waits here and then finds the upload finished.
     let _lock = resumable.lock(&record.id).await?;
-    let record = resumable
-        .state
-        .get(&record.id)
-        .await
-        .map_err(|e| e.to_problem())?
-        .ok_or_else(|| not_found(record.id.as_str()))?;
+    let record =
+        resumable.state.get(&record.id).await.map_err(|e| e.to_problem())?.ok_or_else(|| not_found(record.id.as_str()))?;
     let (plan, chunks) = chunked(&record)?;
 
     if record.finished {

@@ -72,8 +72,12 @@ fn extensions(app: &AppState) -> String {
     if app.config.expiry.is_some() {
         ext.push("expiration");
     }
-    if app.store.capabilities().truncate {
+    let can = app.store.capabilities();
+    if can.truncate {
         ext.push("checksum");
+    }
+    if can.truncate && can.read_partial {
+        ext.push("checksum-trailer");
     }
     ext.join(",")
 }
@@ -469,7 +473,8 @@ pub(crate) async fn append(
         }
     }
     let room = record.length.unwrap_or(app.config.max_raw_body).saturating_sub(offset);
-    let mut data = crate::body::data_stream(body);
+    let trailers = Arc::new(Mutex::new(None));
+    let mut data = with_trailers(body, trailers.clone());
     // The upload's first bytes decide its content, before any is stored. Partial uploads of a
     // concatenation are checked when the final upload is assembled.
     let sniffs = offset == 0 && !matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. });
@@ -511,19 +516,34 @@ pub(crate) async fn append(
         Err(_) => r.store.info(&record.id).await.map(|i| i.offset).unwrap_or(offset),
     };
     let progress = progress.lock().expect("progress lock poisoned").take();
-    // A checksum that does not match undoes this request's bytes.
-    if let (Ok(_), Some(checksum), Some(summer)) = (&written, &options.checksum, &summer) {
-        let got = summer.lock().expect("checksum lock poisoned").take().map(|s| s.finalize());
-        if got.as_deref() != Some(checksum.expected.as_slice()) {
+    // A checksum that does not match undoes this request's bytes. It comes as a header (and was
+    // computed while the bytes streamed) or as a trailer (checked by reading the bytes back).
+    if written.is_ok() {
+        let verdict = match (&options.checksum, &summer) {
+            (Some(checksum), Some(summer)) => {
+                let got = summer.lock().expect("checksum lock poisoned").take().map(|s| s.finalize());
+                Some(Ok(got.as_deref() == Some(checksum.expected.as_slice())))
+            }
+            _ => {
+                let trailer = trailers.lock().expect("trailer lock poisoned").take();
+                match trailer.as_ref().and_then(|t: &HeaderMap| t.get(h::UPLOAD_CHECKSUM)) {
+                    Some(value) => Some(check_trailer(r, &record.id, offset..new_offset, value).await),
+                    None => None,
+                }
+            }
+        };
+        if let Some(verdict) = verdict.filter(|v| !matches!(v, Ok(true))) {
             r.store.truncate(&record.id, offset).await.map_err(|e| e.to_problem())?;
             if let Some(p) = &progress {
                 p.send(offset, ProgressState::Receiving, None);
             }
-            return Err(Problem::new(
-                StatusCode::from_u16(460).expect("460 is a valid status"),
-                "checksum_mismatch",
-                "the request's bytes do not match its Upload-Checksum; nothing was appended",
-            ));
+            return Err(verdict.err().unwrap_or_else(|| {
+                Problem::new(
+                    StatusCode::from_u16(460).expect("460 is a valid status"),
+                    "checksum_mismatch",
+                    "the request's bytes do not match its Upload-Checksum; nothing was appended",
+                )
+            }));
         }
     }
     let (hashers, saved) = match hashed {
@@ -571,6 +591,44 @@ pub(crate) async fn append(
     }
     drop(lock);
     Ok(Appended { record, offset: new_offset, object })
+}
+
+/// The data of a body as a stream; its trailers (tus `checksum-trailer`) land in `trailers`.
+fn with_trailers(body: Body, trailers: Arc<Mutex<Option<HeaderMap>>>) -> crate::storage::ByteStream<'static> {
+    use http_body_util::BodyExt;
+    futures_util::stream::unfold(Some(body), move |body| {
+        let trailers = trailers.clone();
+        async move {
+            let mut body = body?;
+            loop {
+                match body.frame().await? {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => return Some((Ok(data), Some(body))),
+                        Err(frame) => {
+                            if let Ok(t) = frame.into_trailers() {
+                                *trailers.lock().expect("trailer lock poisoned") = Some(t);
+                            }
+                        }
+                    },
+                    Err(e) => return Some((Err(e.into()), None)),
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Checks an `Upload-Checksum` trailer by reading back the bytes it covers: `Ok(matches)`, or
+/// the problem with the trailer itself.
+async fn check_trailer(r: &Resumable, id: &UploadId, range: std::ops::Range<u64>, value: &HeaderValue) -> Result<bool, Problem> {
+    let text = value.to_str().map_err(|_| bad("invalid_checksum", "the Upload-Checksum trailer is not ASCII"))?;
+    let checksum = Checksum::parse(text.trim())?;
+    let mut summer = checksum.start();
+    let mut bytes = r.store.read_partial(id, range).await.map_err(|e| e.to_problem())?;
+    while let Some(chunk) = bytes.next().await {
+        summer.update(&chunk.map_err(|e| StoreError::from(e).to_problem())?);
+    }
+    Ok(summer.finalize() == checksum.expected)
 }
 
 /// What a client sees when its append failed part-way (the bytes before the failure stay).

@@ -199,7 +199,7 @@ mod tests {
         let meta = file_meta(&m);
         assert_eq!(meta.name.as_deref(), Some("world_domination_plan.pdf"));
         assert_eq!(meta.content_type.as_deref(), Some("application/pdf"));
-        for bad in ["filename not-base64!", "a YQ==,a YQ==", " YQ==", "k\u{7f} YQ=="] {
+        for bad in ["filename not-base64!", "a YQ==,a YQ==", "a YQ== b", ",", "k\u{7f} YQ=="] {
             assert_eq!(metadata(bad).unwrap_err().code(), "invalid_metadata", "{bad:?}");
         }
         assert!(metadata("").unwrap().is_empty());

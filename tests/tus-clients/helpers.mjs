@@ -40,7 +40,7 @@ export function tracer() {
         .filter((n) => res.getHeader(n) != null)
         .map((n) => `${n}: ${res.getHeader(n)}`)
       lines.push(`${req.getMethod()} ${req.getURL()} [${sent.join(', ')}] -> ${res.getStatus()} [${got.join(', ')}]`)
-      responses.push({ method: req.getMethod(), url: req.getURL(), status: res.getStatus(), res })
+      responses.push({ method: req.getMethod(), url: req.getURL(), status: res.getStatus(), req, res })
     },
     toString() {
       if (lines.length <= 30) return lines.join('\n')

@@ -92,7 +92,7 @@ log "starting the server on 127.0.0.1:$port (storage in $data_dir, max body $MAX
 # No request-rate limit: the suites send a few hundred requests in bursts, and a 429 would be
 # reported by the clients as a failed upload.
 INTAKE_ADDR="127.0.0.1:$port" INTAKE_DIR="$data_dir" INTAKE_MAX_BODY="$MAX_BODY" INTAKE_RATE=0 \
-  INTAKE_SHUTDOWN_GRACE_SECS=2 "$server_bin" >"$server_log" 2>&1 &
+  INTAKE_SHUTDOWN_GRACE_SECS=2 NO_COLOR=1 "$server_bin" >"$server_log" 2>&1 &
 server_pid=$!
 
 base_url="http://127.0.0.1:$port"

@@ -23,6 +23,7 @@ import {
   head,
   runUpload,
   testData,
+  tracer,
 } from './helpers.mjs'
 
 const KiB = 1024
@@ -70,9 +71,19 @@ function elfBinary(size) {
   return buf
 }
 
+/** Uploads `data`, which the server must refuse with 415 executable_content, leaving nothing. */
+async function assertRefusedAsExecutable(data, options) {
+  const err = await expectFailure(data, options)
+  const status = err.originalResponse?.getStatus()
+  assert.equal(status, 415, `onError gets the server's 415: ${err.message}`)
+  const body = err.originalResponse.getBody() ?? ''
+  assert.match(body, /executable_content/, `the problem document names the reason: ${body}`)
+  const post = err.trace.responses.findLast((r) => r.method === 'POST')
+  if (post?.status === 201) await assertNotDownloadable(new URL(post.res.getHeader('Location'), endpoint()).href)
+}
+
 /** Asserts a refused upload left nothing that can be downloaded. */
 async function assertNotDownloadable(url) {
-  if (!url) return
   const res = await fetch(url, { headers: TUS, signal: AbortSignal.timeout(10_000) })
   await res.arrayBuffer()
   assert.ok(res.status >= 400, `GET ${url} of a refused upload -> ${res.status}, expected an error status`)
@@ -139,7 +150,7 @@ test('creation-with-upload: the POST carries the first chunk', { timeout: 60_000
   assertSameBytes(await download(upload.url), data, trace)
 })
 
-test('an upload killed at 40 % resumes from a new process and completes', { timeout: 90_000 }, async () => {
+test('an upload killed at 40 % resumes from a new process and completes', { timeout: 90_000 }, async (t) => {
   const data = testData(8 * MiB + 777)
   const file = join(work, 'resume.bin')
   writeFileSync(file, data)
@@ -189,6 +200,8 @@ test('an upload killed at 40 % resumes from a new process and completes', { time
       u.resumeFromPreviousUpload(previous)
     },
   )
+  const retried = trace.responses.filter((r) => r.status >= 400).map((r) => `${r.method} -> ${r.status}`)
+  if (retried.length) t.diagnostic(`the resumed client retried after: ${retried.join(', ')}`)
   assert.equal(upload.url, killed.url, 'the resumed upload keeps its URL')
   assert.equal(previous.uploadUrl, killed.url)
   assert.ok(!trace.responses.some((r) => r.method === 'POST'), `resuming creates no new upload\n${trace}`)
@@ -209,12 +222,14 @@ test('parallelUploads: 3 partial uploads concatenated into a final one', { timeo
   const posts = trace.responses.filter((r) => r.method === 'POST')
   assert.equal(posts.length, 4, `three partial uploads and one final\n${trace}`)
   assert.ok(posts.every((p) => p.status === 201), `every creation answers 201\n${trace}`)
-  const partials = posts.slice(0, 3).map((p) => new URL(p.res.getHeader('Location'), endpoint()).pathname)
-
-  // The partial uploads say so.
-  for (const r of trace.responses.filter((x) => x.method === 'POST').slice(0, 3)) {
-    const partial = await head(new URL(r.res.getHeader('Location'), endpoint()).href)
-    assert.equal(partial.status, 200)
+  // The partial uploads, in the order the final upload's creation request listed them.
+  const sent = posts[3].req.getHeader('Upload-Concat')
+  assert.match(sent, /^final;/)
+  const partials = sent.slice('final;'.length).trim().split(/\s+/)
+  assert.equal(partials.length, 3)
+  for (const url of partials) {
+    const partial = await head(url)
+    assert.equal(partial.status, 200, `HEAD ${url}`)
     assert.equal(partial.headers.get('upload-concat'), 'partial', 'HEAD on a partial upload carries Upload-Concat: partial')
   }
 
@@ -222,7 +237,7 @@ test('parallelUploads: 3 partial uploads concatenated into a final one', { timeo
   const concat = res.headers.get('upload-concat') ?? ''
   assert.match(concat, /^final;/, `HEAD on the final upload carries Upload-Concat: final;...: ${concat}`)
   const listed = concat.slice('final;'.length).trim().split(/\s+/).map((u) => new URL(u, endpoint()).pathname)
-  assert.deepEqual(listed, partials, 'Upload-Concat lists the partial uploads in order')
+  assert.deepEqual(listed, partials.map((u) => new URL(u).pathname), 'Upload-Concat lists the partial uploads in order')
   assert.equal(decodeMetadata(res.headers.get('upload-metadata')).filename, filename, 'the final upload keeps its metadata')
 
   // A final upload is never appended to.
@@ -236,6 +251,83 @@ test('parallelUploads: 3 partial uploads concatenated into a final one', { timeo
   assert.equal(patch.status, 403, 'PATCH on a final upload answers 403 Forbidden')
 
   assertSameBytes(await download(upload.url), data, trace)
+})
+
+test('a parallel upload aborted midway resumes its partial uploads from the URL storage', { timeout: 60_000 }, async () => {
+  const data = testData(4 * MiB + 1)
+  const urlStorage = new FileUrlStorage(join(work, 'parallel-url-storage.json'))
+  const options = {
+    parallelUploads: 2,
+    chunkSize: 256 * KiB,
+    urlStorage,
+    storeFingerprintForResuming: true,
+    metadata: { filename: 'parallel-resumed.bin' },
+  }
+  // 1. Abort (without terminating) once 40 % has been accepted.
+  const first = tracer()
+  await new Promise((resolve, reject) => {
+    let accepted = 0
+    const upload = new Upload(data, {
+      endpoint: endpoint(),
+      retryDelays: null,
+      ...options,
+      onAfterResponse: first.onAfterResponse,
+      onChunkComplete: (size) => {
+        accepted += size
+        if (accepted > data.length * 0.4) upload.abort().then(resolve, reject)
+      },
+      onError: reject,
+      onSuccess: () => reject(new Error('the upload finished before it could be aborted')),
+    })
+    upload.start()
+  })
+  const partials = first.responses.filter((r) => r.method === 'POST').map((r) => new URL(r.res.getHeader('Location'), endpoint()).href)
+  assert.equal(partials.length, 2, `two partial uploads were created\n${first}`)
+
+  // 2. A fresh Upload finds both partial URLs and finishes them, then creates the final upload.
+  let previous
+  const { upload, trace } = await runUpload(data, options, async (u) => {
+    const found = await u.findPreviousUploads()
+    assert.equal(found.length, 1, `one previous upload in the URL storage: ${JSON.stringify(found)}`)
+    previous = found[0]
+    u.resumeFromPreviousUpload(previous)
+  })
+  assert.deepEqual([...previous.parallelUploadUrls].sort(), [...partials].sort(), 'the storage kept both partial URLs')
+  const heads = trace.responses.filter((r) => r.method === 'HEAD')
+  assert.equal(heads.length, 2, `each partial upload is resumed with a HEAD\n${trace}`)
+  const posts = trace.responses.filter((r) => r.method === 'POST')
+  assert.equal(posts.length, 1, `only the final upload is created\n${trace}`)
+  assert.match(posts[0].req.getHeader('Upload-Concat'), /^final;/)
+  await assertComplete(upload.url, data.length)
+  assertSameBytes(await download(upload.url), data, trace)
+})
+
+test('overridePatchMethod: POST with X-HTTP-Method-Override: PATCH', { timeout: 30_000 }, async () => {
+  const data = testData(MiB + 3)
+  const { upload, trace } = await runUpload(data, { chunkSize: 256 * KiB, overridePatchMethod: true, metadata: { filename: 'override.bin' } })
+  assert.equal(trace.responses.filter((r) => r.method === 'POST').length, 1 + Math.ceil(data.length / (256 * KiB)), `${trace}`)
+  await assertComplete(upload.url, data.length)
+  assertSameBytes(await download(upload.url), data, trace)
+})
+
+test('the upload URL is a plain download link: GET needs no tus headers', { timeout: 30_000 }, async () => {
+  const data = testData(100 * KiB)
+  const { upload, trace } = await runUpload(data, { metadata: { filename: 'link.bin' } })
+  // A browser following the link sends no Tus-Resumable header; GET is not part of tus.
+  const res = await fetch(upload.url, { signal: AbortSignal.timeout(10_000) })
+  const body = Buffer.from(await res.arrayBuffer())
+  assert.equal(res.status, 200, `GET ${upload.url} without Tus-Resumable -> ${res.status}: ${body.toString('utf8', 0, 300)}\n${trace}`)
+  assertSameBytes(body, data, trace)
+})
+
+test('a download is served with the type sniffing settled on and the metadata filename', { timeout: 30_000 }, async () => {
+  const text = Buffer.from('plain notes, uploaded over tus\n'.repeat(100))
+  const { upload } = await runUpload(text, { metadata: { filename: 'notes.txt' } })
+  const res = await fetch(upload.url, { headers: TUS, signal: AbortSignal.timeout(10_000) })
+  assertSameBytes(Buffer.from(await res.arrayBuffer()), text)
+  // No filetype was declared: as for /upload/raw?name=notes.txt, the type comes from the extension.
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain/, `Content-Type of notes.txt: ${res.headers.get('content-type')}`)
+  assert.match(res.headers.get('content-disposition') ?? '', /notes\.txt/, 'Content-Disposition names the file')
 })
 
 test('uploadLengthDeferred with a stream: the length arrives with the last chunk', { timeout: 60_000 }, async () => {
@@ -288,20 +380,20 @@ test('an ELF binary declared as cat.png is refused with 415', { timeout: 30_000 
     ['in one PATCH', { metadata }],
     ['in 1 KiB chunks, smaller than the sniffing window', { metadata, chunkSize: KiB }],
     ['in the creation request (creation-with-upload)', { metadata, uploadDataDuringCreation: true }],
+    // The partial uploads carry no metadata; the final upload names the file, so the server must
+    // sniff when it assembles them.
+    ['split across parallel partial uploads', { metadata, parallelUploads: 2 }],
   ]
   for (const [name, options] of cases) {
-    await t.test(name, async () => {
-      let url = null
-      const err = await expectFailure(elfBinary(16 * KiB), options)
-      const status = err.originalResponse?.getStatus()
-      assert.equal(status, 415, `onError gets the server's 415: ${err.message}`)
-      const body = err.originalResponse.getBody() ?? ''
-      assert.match(body, /executable_content/, `the problem document names the reason: ${body}`)
-      const post = err.trace.responses.find((r) => r.method === 'POST')
-      if (post?.status === 201) url = new URL(post.res.getHeader('Location'), endpoint()).href
-      await assertNotDownloadable(url)
-    })
+    await t.test(name, () => assertRefusedAsExecutable(elfBinary(16 * KiB), options))
   }
+})
+
+test('an ELF binary declared as notes.txt is refused even when its first chunk is tiny', { timeout: 30_000 }, async () => {
+  // /upload/raw?name=notes.txt refuses this file. Over tus, a first PATCH of 32 bytes is too
+  // short for any magic-bytes check, so the decision must wait for the upload's first bytes
+  // (the sniffing window), not end with the first request.
+  await assertRefusedAsExecutable(elfBinary(4 * KiB), { metadata: { filename: 'notes.txt' }, chunkSize: 32 })
 })
 
 test('an upload declared larger than the server limit is refused with 413', { timeout: 30_000 }, async () => {

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import unittest
+import warnings
 
 import requests
 from tusclient import client as tus_client
@@ -171,4 +172,7 @@ class TuspyTest(unittest.TestCase):
 
 if __name__ == "__main__":
     endpoint()
-    unittest.main(verbosity=2)
+    # tuspy opens the file for every size query and leaves closing to the garbage collector;
+    # its ResourceWarnings are noise here (warnings=False keeps unittest from re-enabling them).
+    warnings.simplefilter("ignore", ResourceWarning)
+    unittest.main(verbosity=2, warnings=False)
