@@ -101,7 +101,11 @@ impl Resumable {
     /// Finishes an upload whose bytes are all in: the store makes it a file with the digests,
     /// the record is marked finished, and the post-finish hook is told.
     pub(crate) async fn finish(&self, record: &UploadRecord, digests: Digests) -> Result<StoredObject, Problem> {
-        let object = self.store.finish(&record.id, digests).await.map_err(|e| e.to_problem())?;
+        let mut meta = record.meta.clone();
+        if let Some(detected) = &record.detected_type {
+            meta.content_type = Some(detected.clone());
+        }
+        let object = self.store.finish(&record.id, digests, Some(meta)).await.map_err(|e| e.to_problem())?;
         let finished = self
             .state
             .update(&record.id, &mut |r| {
@@ -381,7 +385,7 @@ pub(crate) async fn assemble(
             });
             offset = store.write(&info.id, offset, hashing.boxed()).await?;
         }
-        store.finish(&info.id, digests(hashers)).await
+        store.finish(&info.id, digests(hashers), None).await
     }
     .await;
     if result.is_err() {

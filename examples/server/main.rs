@@ -12,6 +12,7 @@
 //! | `INTAKE_MAX_BODY` | `1073741824` | largest upload body, bytes |
 //! | `INTAKE_RATE` | `20` | requests per second per client (0: no limit) |
 //! | `INTAKE_RATE_BURST` | `40` | request burst per client |
+//! | `INTAKE_RESUMABLE_RATE` | `200` | requests per second per client to tus and chunked routes, burst twice that (0: no limit) |
 //! | `INTAKE_BYTES_PER_SEC` | `0` | body bytes per second per client (0: no limit) |
 //! | `INTAKE_TRUSTED_PROXIES` | (none) | comma-separated proxy IPs whose `X-Forwarded-For` is believed |
 //! | `INTAKE_BODY_TIMEOUT_SECS` | `30` | a body that stalls this long is ended (408) |
@@ -52,6 +53,7 @@ struct Settings {
     max_body: u64,
     rate: u32,
     burst: u32,
+    resumable_rate: u32,
     bytes_per_sec: u32,
     trusted: Vec<std::net::IpAddr>,
     body_timeout: Duration,
@@ -85,6 +87,7 @@ impl Settings {
             max_body: var("INTAKE_MAX_BODY", 1u64 << 30),
             rate: var("INTAKE_RATE", 20),
             burst: var("INTAKE_RATE_BURST", 40),
+            resumable_rate: var("INTAKE_RESUMABLE_RATE", 200),
             bytes_per_sec: var("INTAKE_BYTES_PER_SEC", 0),
             trusted: list("INTAKE_TRUSTED_PROXIES")
                 .iter()
@@ -162,6 +165,10 @@ fn app(s: &Settings) -> (Router, SweeperHandle) {
         .expiry(Some(s.expiry))
         .max_body(s.max_body)
         .rate_limit(rate_limit(s))
+        .resumable_rate_limit(match s.resumable_rate {
+            0 => RateLimitLayer::disabled(),
+            n => RateLimitLayer::per_second(n).burst(n.saturating_mul(2)).trusted_proxies(s.trusted.iter().copied()),
+        })
         .body_idle_timeout(s.body_timeout)
         .content_policy(ContentPolicy::default().allow(s.allow.iter().cloned()));
     let sweeper = uploads.sweeper().every(s.sweep_every).spawn();

@@ -118,6 +118,7 @@ pub struct Uploads {
     hooks: Hooks,
     hub: ProgressHub,
     rate_limit: RateLimitLayer,
+    resumable_rate_limit: RateLimitLayer,
     config: UploadConfig,
 }
 
@@ -138,6 +139,7 @@ impl Uploads {
             hooks: Hooks::default(),
             hub: ProgressHub::new(),
             rate_limit: RateLimitLayer::per_second(20).burst(40),
+            resumable_rate_limit: RateLimitLayer::per_second(200).burst(400),
             config: UploadConfig::default(),
         }
     }
@@ -229,6 +231,15 @@ impl Uploads {
         self
     }
 
+    /// The per-client rate limit of the resumable protocols (tus, the IETF draft, chunked), kept
+    /// apart from [`rate_limit`](Self::rate_limit) because one file takes many requests there —
+    /// a tus client sending 1 MiB chunks makes one request per MiB. Default: 200 requests per
+    /// second per client, burst 400.
+    pub fn resumable_rate_limit(mut self, layer: RateLimitLayer) -> Self {
+        self.resumable_rate_limit = layer;
+        self
+    }
+
     /// How long a request body may stall.
     pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.body_idle_timeout = timeout;
@@ -280,7 +291,7 @@ impl Uploads {
         let resumable = ServiceBuilder::new()
             .map_response(tus_resumable)
             .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
-            .layer(self.rate_limit.clone())
+            .layer(self.resumable_rate_limit.clone())
             .layer(BodyLimitLayer::new(config.max_raw_body));
         let tus_root = post(crate::tus::create).options(crate::tus::options);
         let tus_upload = any(crate::tus::upload);
@@ -292,7 +303,7 @@ impl Uploads {
             .route("/raw", post(raw::upload).layer(stack(config.max_raw_body)))
             .route("/files/{id}", get(download::download).layer(reads.clone()))
             .route("/progress/{id}", get(events::events).layer(reads))
-            .merge(chunked::routes(&config, &self.rate_limit))
+            .merge(chunked::routes(&config, &self.resumable_rate_limit))
             .with_state(state)
     }
 }

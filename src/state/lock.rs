@@ -89,6 +89,13 @@ pub trait Locker: Send + Sync + fmt::Debug + 'static {
     /// Takes the upload's lock. If another request holds it, asks that request to let go and
     /// waits a while for it to, then fails with [`LockError::Locked`].
     async fn lock(&self, id: &UploadId) -> Result<UploadLock, LockError>;
+
+    /// Waits until no request holds the upload, or `wait` has passed, without asking the holder
+    /// to let go: an offset read right after a broken request then sees that request's last
+    /// bytes. The default returns at once.
+    async fn settle(&self, id: &UploadId, wait: Duration) {
+        let _ = (id, wait);
+    }
 }
 
 /// Locks within one process (the default).
@@ -145,6 +152,25 @@ impl Drop for Release {
 
 #[async_trait]
 impl Locker for MemoryLocker {
+    async fn settle(&self, id: &UploadId, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let released = match self.held.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+                Some(holder) => holder.released.clone(),
+                None => return,
+            };
+            let notified = released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.held.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
     async fn lock(&self, id: &UploadId) -> Result<UploadLock, LockError> {
         let deadline = tokio::time::Instant::now() + self.patience;
         loop {

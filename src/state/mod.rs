@@ -113,6 +113,10 @@ pub struct UploadRecord {
     /// The whole-upload hash so far; `None` once it could not be continued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<HashCheckpoint>,
+    /// The content type the upload's first bytes showed (see [`sniff`](crate::sniff)), which the
+    /// file gets when it is finished; `meta.content_type` keeps what the client declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_type: Option<String>,
     /// Set once the upload became an object: the record stays (for `HEAD`, and a retried
     /// completion) until it expires.
     #[serde(default)]
@@ -131,6 +135,7 @@ impl UploadRecord {
             created_at: crate::storage::now_secs(),
             expires_at: None,
             hash: None,
+            detected_type: None,
             finished: false,
         }
     }

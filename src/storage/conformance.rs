@@ -36,6 +36,36 @@ pub async fn run(store: &dyn Store) {
     empty_object(store).await;
     one_shot_declared_length(store).await;
     delete(store).await;
+    optional_operations(store).await;
+}
+
+/// `finish` may replace the metadata, and the optional operations a store advertises work.
+async fn optional_operations(store: &dyn Store) {
+    let info = store.create(NewUpload { length: None, meta: FileMeta::default() }).await.expect("create");
+    store.write(&info.id, 0, chunks(&[b"hello", b" world"])).await.expect("write");
+    let can = store.capabilities();
+    if can.read_partial {
+        let bytes: Vec<_> =
+            store.read_partial(&info.id, 2..7).await.expect("read_partial").map(|c| c.expect("bytes")).collect().await;
+        assert_eq!(bytes.concat(), b"llo w", "read_partial returns the bytes received so far");
+        assert!(store.read_partial(&info.id, 0..12).await.is_err(), "read_partial stays within the bytes received");
+    } else {
+        assert!(matches!(store.read_partial(&info.id, 0..1).await, Err(StoreError::NotSupported(_))));
+    }
+    if can.truncate {
+        store.truncate(&info.id, 5).await.expect("truncate");
+        assert_eq!(store.info(&info.id).await.expect("info").offset, 5, "truncate cuts the upload back");
+        assert!(store.truncate(&info.id, 6).await.is_err(), "truncate cannot grow an upload");
+        store.write(&info.id, 5, chunks(&[b"!"])).await.expect("write after truncate");
+    } else {
+        assert!(matches!(store.truncate(&info.id, 0).await, Err(StoreError::NotSupported(_))));
+    }
+    let meta = FileMeta { name: Some("late.txt".into()), content_type: Some("text/plain".into()), ..FileMeta::default() };
+    let object = store.finish(&info.id, Digests::default(), Some(meta.clone())).await.expect("finish");
+    assert_eq!(object.meta, meta, "finish replaces the metadata");
+    assert_eq!(store.head(&info.id).await.expect("head").meta, meta);
+    let expected: &[u8] = if can.truncate { b"hello!" } else { b"hello world" };
+    assert_eq!(read_all(store, &info.id, None).await, expected);
 }
 
 async fn write_finish_read(store: &dyn Store) {
@@ -49,7 +79,7 @@ async fn write_finish_read(store: &dyn Store) {
     assert_eq!(offset, 11, "write returns the new offset");
     let mut digests = Digests::default();
     digests.insert("sha-256", &[1, 2, 3]);
-    let object = store.finish(&info.id, digests.clone()).await.expect("finish");
+    let object = store.finish(&info.id, digests.clone(), None).await.expect("finish");
     assert_eq!((object.size, &object.meta, &object.digests), (11, &meta, &digests), "finish keeps size, meta, digests");
     assert_eq!(store.head(&info.id).await.expect("head"), object, "head returns what finish returned");
     assert_eq!(read_all(store, &info.id, None).await, b"hello world", "read returns the bytes written");
@@ -72,14 +102,14 @@ async fn resume_at_offset(store: &dyn Store) {
     );
     assert_eq!(store.info(&info.id).await.expect("info").offset, 3, "a refused write changes nothing");
     assert_eq!(store.write(&info.id, 3, chunks(&[b"def"])).await.expect("second write"), 6);
-    store.finish(&info.id, Digests::default()).await.expect("finish");
+    store.finish(&info.id, Digests::default(), None).await.expect("finish");
     assert_eq!(read_all(store, &info.id, None).await, b"abcdef");
 }
 
 async fn declared_length(store: &dyn Store) {
     let info = store.create(NewUpload { length: Some(4), ..NewUpload::default() }).await.expect("create");
     assert!(
-        matches!(store.finish(&info.id, Digests::default()).await, Err(StoreError::Incomplete { offset: 0, length: 4 })),
+        matches!(store.finish(&info.id, Digests::default(), None).await, Err(StoreError::Incomplete { offset: 0, length: 4 })),
         "finishing before the declared length is refused"
     );
     assert!(
@@ -145,7 +175,7 @@ async fn unknown_ids(store: &dyn Store) {
     let id = UploadId::random();
     assert!(matches!(store.info(&id).await, Err(StoreError::NotFound(_))));
     assert!(matches!(store.write(&id, 0, chunks(&[b"x"])).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.finish(&id, Digests::default()).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.finish(&id, Digests::default(), None).await, Err(StoreError::NotFound(_))));
     assert!(matches!(store.head(&id).await, Err(StoreError::NotFound(_))));
     assert!(matches!(store.delete(&id).await, Err(StoreError::NotFound(_))));
 }

@@ -1,8 +1,8 @@
 //! Local disk: the default store.
 
 use super::{
-    ByteStream, Capabilities, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject,
-    UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
+    ByteStream, Capabilities, Digests, DigestsAtEnd, FileMeta, LengthCheck, NewUpload, ObjectRead, Store, StoreError,
+    StoredObject, UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
@@ -319,7 +319,7 @@ impl Store for LocalDisk {
         Self::blocking(move || info_at(&path, &id)).await
     }
 
-    async fn finish(&self, id: &UploadId, digests: Digests) -> Result<StoredObject, StoreError> {
+    async fn finish(&self, id: &UploadId, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError> {
         let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
         let (partial, target, id) = (self.partial(id), self.object(id), id.clone());
         let (sync, objects) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"));
@@ -328,7 +328,8 @@ impl Store for LocalDisk {
             if let Some(length) = info.length.filter(|&l| l != info.offset) {
                 return Err(StoreError::Incomplete { offset: info.offset, length });
             }
-            let object = StoredObject { id: info.id, size: info.offset, meta: info.meta, digests, created_at: info.created_at };
+            let meta = meta.unwrap_or(info.meta);
+            let object = StoredObject { id: info.id, size: info.offset, meta, digests, created_at: info.created_at };
             if sync {
                 File::open(&partial)?.sync_all()?;
             }

@@ -1,8 +1,8 @@
 //! An in-memory store for tests and examples.
 
 use super::{
-    ByteStream, Capabilities, Digests, DigestsAtEnd, LengthCheck, NewUpload, ObjectRead, Store, StoreError, StoredObject,
-    UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
+    ByteStream, Capabilities, Digests, DigestsAtEnd, FileMeta, LengthCheck, NewUpload, ObjectRead, Store, StoreError,
+    StoredObject, UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
 use async_trait::async_trait;
@@ -82,7 +82,7 @@ impl Store for InMemory {
         self.upload(id, |(info, _)| info.clone())
     }
 
-    async fn finish(&self, id: &UploadId, digests: Digests) -> Result<StoredObject, StoreError> {
+    async fn finish(&self, id: &UploadId, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError> {
         let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
         let mut uploads = self.inner.uploads.lock().expect("lock poisoned");
         let (info, _) = uploads.get(id).ok_or_else(|| StoreError::NotFound(id.clone()))?;
@@ -90,7 +90,8 @@ impl Store for InMemory {
             return Err(StoreError::Incomplete { offset: info.offset, length });
         }
         let (info, data) = uploads.remove(id).expect("checked above");
-        let object = StoredObject { id: info.id, size: info.offset, meta: info.meta, digests, created_at: info.created_at };
+        let meta = meta.unwrap_or(info.meta);
+        let object = StoredObject { id: info.id, size: info.offset, meta, digests, created_at: info.created_at };
         self.inner.objects.lock().expect("lock poisoned").insert(id.clone(), (object.clone(), data.freeze()));
         Ok(object)
     }

@@ -273,8 +273,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError>;
 
     /// Makes the upload a readable object, atomically. With a declared length, all of it must
-    /// have arrived.
-    async fn finish(&self, id: &UploadId, digests: Digests) -> Result<StoredObject, StoreError>;
+    /// have arrived. `meta` replaces the metadata given at creation (a resumable upload learns its
+    /// content type from its first bytes, after creation); `None` keeps it.
+    async fn finish(&self, id: &UploadId, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError>;
 
     /// Discards an unfinished upload and its bytes.
     async fn abort(&self, id: &UploadId) -> Result<(), StoreError>;
@@ -329,7 +330,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let info = self.create(upload).await?;
         let written = self.write(&info.id, 0, data).await;
         let finished = match written {
-            Ok(_) => self.finish(&info.id, digests()).await,
+            Ok(_) => self.finish(&info.id, digests(), None).await,
             Err(e) => Err(e),
         };
         if finished.is_err() {

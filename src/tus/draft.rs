@@ -218,6 +218,7 @@ pub(crate) async fn upload(app: &AppState, id: &str, parts: Parts, body: Body) -
 async fn head(app: &AppState, id: &str, parts: &Parts, version: i64) -> Result<Response, Problem> {
     let r = &app.resumable;
     let record = r.load(id, parts).await?;
+    r.locker.settle(&record.id, super::handler::SETTLE).await;
     let offset = current_offset(r, &record).await?;
     let mut res = response(StatusCode::NO_CONTENT, version);
     set(&mut res, UPLOAD_OFFSET, offset.to_string());

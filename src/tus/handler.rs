@@ -24,6 +24,9 @@ use std::sync::{Arc, Mutex};
 
 const VERSION: &str = "1.0.0";
 
+/// How long an offset request waits for a request still writing to the upload.
+pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The URL of an upload: `{nested prefix}/tus/{id}`.
 pub(crate) fn upload_url(parts: &Parts, id: &UploadId) -> String {
     let prefix = parts.extensions.get::<NestedPath>().map_or("", NestedPath::as_str);
@@ -223,13 +226,14 @@ async fn create_final(
     }
     check_max(app, Some(length))?;
     // The content policy looks at the first bytes of the whole file.
+    let mut detected = None;
     if let Some(first) = ids.first() {
         let peek = app.config.policy.peek() as u64;
         let size = r.store.head(first).await.map_err(|e| e.to_problem())?.size;
         let read = r.store.read(first, Some(0..peek.min(size))).await.map_err(|e| e.to_problem())?;
         let head: Vec<Bytes> = read.body.try_collect().await.map_err(|e| StoreError::from(e).to_problem())?;
         let declared = crate::declared::DeclaredFile { name: meta.name.clone(), content_type: meta.content_type.clone() };
-        app.config.policy.check(&head.concat(), &declared)?;
+        detected = Some(app.config.policy.check(&head.concat(), &declared)?.content_type);
     }
     let asked = CreateRequest {
         protocol: "tus",
@@ -240,10 +244,11 @@ async fn create_final(
         owner: None,
     };
     let allowed = r.hooks.run_pre_create(asked).await?;
-    let object =
-        assemble(r.store.as_ref(), &ids, NewUpload { length: Some(length), meta: allowed.meta.clone() }, &app.config.algorithms)
-            .await
-            .map_err(|e| e.to_problem())?;
+    let mut stored_meta = allowed.meta.clone();
+    stored_meta.content_type = detected.clone().or(stored_meta.content_type);
+    let object = assemble(r.store.as_ref(), &ids, NewUpload { length: Some(length), meta: stored_meta }, &app.config.algorithms)
+        .await
+        .map_err(|e| e.to_problem())?;
     let mut record = UploadRecord::new(
         object.id.clone(),
         Protocol::Tus { metadata: raw_meta, concat: Concat::Final(ids) },
@@ -252,6 +257,7 @@ async fn create_final(
     );
     record.owner = allowed.owner;
     record.expires_at = r.expires_at();
+    record.detected_type = detected;
     record.finished = true;
     r.state.insert(&record).await.map_err(|e| e.to_problem())?;
     r.hooks.notify_finish(crate::hooks::FinishedUpload { record: record.clone(), object: object.clone() });
@@ -284,8 +290,11 @@ pub(crate) async fn upload(State(app): State<AppState>, Path(id): Path<String>, 
     if is_draft(&parts.headers) {
         return super::draft::upload(&app, &id, parts, body).await;
     }
-    if let Err(p) = check_version(&parts.headers) {
-        return fail(p);
+    // A download is not a tus request: a browser following the upload's URL sends no tus headers.
+    if parts.method != Method::GET {
+        if let Err(p) = check_version(&parts.headers) {
+            return fail(p);
+        }
     }
     let outcome = match parts.method {
         Method::HEAD => head(&app, &id, &parts).await,
@@ -309,6 +318,9 @@ pub(crate) async fn current_offset(r: &Resumable, record: &UploadRecord) -> Resu
 async fn head(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
     let r = &app.resumable;
     let record = r.load(id, parts).await?;
+    // A client asking for the offset is usually about to resume after a broken request, whose
+    // last bytes may still be on their way to storage: let that request end first.
+    r.locker.settle(&record.id, SETTLE).await;
     let offset = current_offset(r, &record).await?;
     let mut res = empty(StatusCode::OK);
     set(&mut res, h::UPLOAD_OFFSET, offset.to_string());
@@ -475,16 +487,28 @@ pub(crate) async fn append(
     let room = record.length.unwrap_or(app.config.max_raw_body).saturating_sub(offset);
     let trailers = Arc::new(Mutex::new(None));
     let mut data = with_trailers(body, trailers.clone());
-    // The upload's first bytes decide its content, before any is stored. Partial uploads of a
+    // The upload's first bytes decide its content, before any of this request's is stored: every
+    // request that writes within the sniffing window decides again on the stored bytes and its
+    // own, so a tiny first request cannot slip a file past the policy. Partial uploads of a
     // concatenation are checked when the final upload is assembled.
-    let sniffs = offset == 0 && !matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. });
-    if sniffs {
+    let mut detected = None;
+    let window = app.config.policy.peek() as u64;
+    let partial = matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. });
+    if offset < window && !partial && (offset == 0 || app.store.capabilities().read_partial) {
+        let stored: crate::storage::ByteStream<'static> = if offset == 0 {
+            futures_util::stream::empty().boxed()
+        } else {
+            let head = r.store.read_partial(&record.id, 0..offset).await.map_err(|e| e.to_problem())?;
+            head.map_err(|e| Box::new(e) as crate::error::BoxError).boxed()
+        };
         let declared =
             crate::declared::DeclaredFile { name: record.meta.name.clone(), content_type: record.meta.content_type.clone() };
-        let (mut sniffing, _) =
-            SniffBody::checking(crate::body::stream_body(data), Arc::new(app.config.policy.clone()), declared);
-        std::future::poll_fn(|cx| sniffing.poll_decide(cx)).await.map_err(|e| Problem::from_body_error(e.as_ref()))?;
-        data = crate::body::data_stream(sniffing);
+        let body = crate::body::stream_body(stored.chain(data));
+        let (mut sniffing, _) = SniffBody::checking(body, Arc::new(app.config.policy.clone()), declared);
+        let sniffed =
+            std::future::poll_fn(|cx| sniffing.poll_decide(cx)).await.map_err(|e| Problem::from_body_error(e.as_ref()))?;
+        detected = sniffed.map(|s| s.content_type);
+        data = skip(crate::body::data_stream(sniffing), offset);
     }
     let summer = options.checksum.as_ref().map(|c| Arc::new(Mutex::new(Some(c.start()))));
     if let Some(summer) = &summer {
@@ -565,6 +589,9 @@ pub(crate) async fn append(
         .update(&record.id, &mut |rec| {
             rec.hash = saved.clone();
             rec.expires_at = expires_at;
+            if detected.is_some() {
+                rec.detected_type = detected.clone();
+            }
             if rec.length.is_none() {
                 rec.length = complete_length;
             }
@@ -591,6 +618,18 @@ pub(crate) async fn append(
     }
     drop(lock);
     Ok(Appended { record, offset: new_offset, object })
+}
+
+/// `data` without its first `n` bytes.
+fn skip(data: crate::storage::ByteStream<'static>, n: u64) -> crate::storage::ByteStream<'static> {
+    let mut left = n;
+    data.try_filter_map(move |mut chunk| {
+        let take = left.min(chunk.len() as u64) as usize;
+        left -= take as u64;
+        let rest = chunk.split_off(take);
+        std::future::ready(Ok((!rest.is_empty()).then_some(rest)))
+    })
+    .boxed()
 }
 
 /// The data of a body as a stream; its trailers (tus `checksum-trailer`) land in `trailers`.
