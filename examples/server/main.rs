@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `INTAKE_ADDR` | `127.0.0.1:3000` | listen address |
 //! | `INTAKE_DIR` | `./uploads` | storage directory |
+//! | `INTAKE_PREFIX` | `/upload` | where the upload router is nested (the demo page expects `/upload`) |
 //! | `INTAKE_MAX_BODY` | `1073741824` | largest upload body, bytes |
 //! | `INTAKE_RATE` | `20` | requests per second per client (0: no limit) |
 //! | `INTAKE_RATE_BURST` | `40` | request burst per client |
@@ -50,6 +51,7 @@ use tokio::sync::watch;
 struct Settings {
     addr: SocketAddr,
     dir: String,
+    prefix: String,
     max_body: u64,
     rate: u32,
     burst: u32,
@@ -84,6 +86,7 @@ impl Settings {
         Self {
             addr: var("INTAKE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000))),
             dir: var("INTAKE_DIR", "uploads".to_owned()),
+            prefix: var("INTAKE_PREFIX", "/upload".to_owned()),
             max_body: var("INTAKE_MAX_BODY", 1u64 << 30),
             rate: var("INTAKE_RATE", 20),
             burst: var("INTAKE_RATE_BURST", 40),
@@ -175,7 +178,7 @@ fn app(s: &Settings) -> (Router, SweeperHandle) {
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route("/health", get(|| async { "ok" }))
-        .nest("/upload", uploads.into_router());
+        .nest(&s.prefix, uploads.into_router());
     let app = if s.cors_origins.is_empty() {
         app
     } else {

@@ -88,10 +88,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "starting the server on 127.0.0.1:$port (storage in $data_dir, max body $MAX_BODY)"
+start_server() { # prefix
+log "starting the server on 127.0.0.1:$port under $1 (storage in $data_dir, max body $MAX_BODY)"
 # The example server's default rate limits: tus requests have their own, larger quota
 # (INTAKE_RESUMABLE_RATE), which the suites' bursts of small PATCHes stay within.
-INTAKE_ADDR="127.0.0.1:$port" INTAKE_DIR="$data_dir" INTAKE_MAX_BODY="$MAX_BODY" \
+INTAKE_ADDR="127.0.0.1:$port" INTAKE_DIR="$data_dir" INTAKE_MAX_BODY="$MAX_BODY" INTAKE_PREFIX="$1" \
   INTAKE_SHUTDOWN_GRACE_SECS=2 NO_COLOR=1 "$server_bin" >"$server_log" 2>&1 &
 server_pid=$!
 
@@ -116,9 +117,18 @@ until healthy; do
   fi
   sleep 0.2
 done
-export INTAKE_TUS_URL="$base_url/upload/tus/"
+export INTAKE_TUS_URL="$base_url$1/tus/"
 export INTAKE_TUS_MAX_SIZE="$MAX_BODY"
 log "server is up; tus endpoint $INTAKE_TUS_URL"
+}
+
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+start_server /upload
 
 # --- Clients -----------------------------------------------------------------------------------
 failed=()
@@ -129,6 +139,20 @@ fi
 if [ "${TUS_SKIP_PYTHON:-0}" != 1 ]; then
   log "tuspy"
   (cd "$HERE" && timeout 120 .venv/bin/python tuspy_test.py) || failed+=("tuspy")
+fi
+
+# The same clients with the router nested elsewhere: they follow the Location URLs it hands out.
+stop_server
+start_server /api/v1/files
+if [ "${TUS_SKIP_NODE:-0}" != 1 ]; then
+  log "tus-js-client under a second prefix"
+  (cd "$HERE" && timeout 120 node --test --test-reporter=spec \
+    --test-name-pattern='3 MiB file|parallelUploads: 3|killed at 40' tus-js.test.mjs) || failed+=("tus-js-client (second prefix)")
+fi
+if [ "${TUS_SKIP_PYTHON:-0}" != 1 ]; then
+  log "tuspy under a second prefix"
+  (cd "$HERE" && timeout 120 .venv/bin/python tuspy_test.py TuspyTest.test_resume_with_a_new_uploader) \
+    || failed+=("tuspy (second prefix)")
 fi
 
 if [ "${#failed[@]}" -ne 0 ]; then
