@@ -118,7 +118,10 @@ pub struct Uploads {
     hooks: Hooks,
     hub: ProgressHub,
     rate_limit: RateLimitLayer,
-    resumable_rate_limit: RateLimitLayer,
+    /// `None` until set: the resumable routes then follow [`Uploads::rate_limit`] if that was
+    /// set, or get their own default quota.
+    resumable_rate_limit: Option<RateLimitLayer>,
+    rate_limit_set: bool,
     config: UploadConfig,
 }
 
@@ -139,7 +142,8 @@ impl Uploads {
             hooks: Hooks::default(),
             hub: ProgressHub::new(),
             rate_limit: RateLimitLayer::per_second(20).burst(40),
-            resumable_rate_limit: RateLimitLayer::per_second(200).burst(400),
+            resumable_rate_limit: None,
+            rate_limit_set: false,
             config: UploadConfig::default(),
         }
     }
@@ -226,17 +230,22 @@ impl Uploads {
     }
 
     /// The per-client rate limit (see [`RateLimitLayer`]); [`RateLimitLayer::disabled`] for none.
+    ///
+    /// It applies to every route, the resumable ones included unless
+    /// [`resumable_rate_limit`](Self::resumable_rate_limit) gives them their own.
     pub fn rate_limit(mut self, layer: RateLimitLayer) -> Self {
         self.rate_limit = layer;
+        self.rate_limit_set = true;
         self
     }
 
     /// The per-client rate limit of the resumable protocols (tus, the IETF draft, chunked), kept
     /// apart from [`rate_limit`](Self::rate_limit) because one file takes many requests there —
     /// a tus client sending 1 MiB chunks makes one request per MiB. Default: 200 requests per
-    /// second per client, burst 400.
+    /// second per client, burst 400 — or, once [`rate_limit`](Self::rate_limit) was called, that
+    /// limit.
     pub fn resumable_rate_limit(mut self, layer: RateLimitLayer) -> Self {
-        self.resumable_rate_limit = layer;
+        self.resumable_rate_limit = Some(layer);
         self
     }
 
@@ -286,12 +295,17 @@ impl Uploads {
                 .layer(ProgressLayer::new().hub(self.hub.clone()))
         };
         let reads = ServiceBuilder::new().layer(self.rate_limit.clone());
+        let resumable_limit = match (self.resumable_rate_limit.clone(), self.rate_limit_set) {
+            (Some(layer), _) => layer,
+            (None, true) => self.rate_limit.clone(),
+            (None, false) => RateLimitLayer::per_second(200).burst(400),
+        };
         // tus and the IETF draft: size limits and content checks are applied per upload (by the
         // declared Upload-Length, and on the upload's first bytes), not per request body.
         let resumable = ServiceBuilder::new()
             .map_response(tus_resumable)
             .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
-            .layer(self.resumable_rate_limit.clone())
+            .layer(resumable_limit.clone())
             .layer(BodyLimitLayer::new(config.max_raw_body));
         let tus_root = post(crate::tus::create).options(crate::tus::options);
         let tus_upload = any(crate::tus::upload);
@@ -303,7 +317,7 @@ impl Uploads {
             .route("/raw", post(raw::upload).layer(stack(config.max_raw_body)))
             .route("/files/{id}", get(download::download).layer(reads.clone()))
             .route("/progress/{id}", get(events::events).layer(reads))
-            .merge(chunked::routes(&config, &self.resumable_rate_limit))
+            .merge(chunked::routes(&config, &resumable_limit))
             .with_state(state)
     }
 }

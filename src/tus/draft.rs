@@ -177,7 +177,7 @@ async fn create_inner(app: &AppState, parts: &Parts, body: Body, version: i64) -
     let record =
         new_upload(app, parts, "ietf-draft", length, meta, Protocol::Tus { metadata: None, concat: Concat::None }).await?;
     let location = upload_url(parts, &record.id);
-    let options = AppendOptions { complete, ..AppendOptions::default() };
+    let options = AppendOptions { complete, explicit_completion: true, ..AppendOptions::default() };
     let done = append(app, parts, body, record.clone(), 0, options).await.map_err(|p| {
         // The upload exists and keeps what arrived: the client resumes it at this URL.
         draft_problem(p, 0)
@@ -255,7 +255,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body, version: i64
         }
         return Err(bad("upload_completed", "the upload is complete already").with_type(COMPLETED_UPLOAD));
     }
-    let options = AppendOptions { checksum: None, declare_length, complete };
+    let options = AppendOptions { checksum: None, declare_length, complete, explicit_completion: true };
     let done = append(app, parts, body, record, given, options).await.map_err(|p| draft_problem(p, given))?;
     if done.object.is_some() {
         return Ok(completed(app, parts, version, &done));

@@ -363,7 +363,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body) -> Result<Re
     }
     let declare_length = h::number(&parts.headers, h::UPLOAD_LENGTH)?;
     let record = app.resumable.load(id, parts).await?;
-    let options = AppendOptions { checksum, declare_length, complete: false };
+    let options = AppendOptions { checksum, declare_length, ..AppendOptions::default() };
     let done = append(app, parts, body, record, given, options).await?;
     let mut res = empty(StatusCode::NO_CONTENT);
     set(&mut res, h::UPLOAD_OFFSET, done.offset.to_string());
@@ -407,6 +407,8 @@ pub(crate) struct AppendOptions {
     pub(crate) declare_length: Option<u64>,
     /// The draft's `Upload-Complete: ?1`: this request's bytes end the upload.
     pub(crate) complete: bool,
+    /// The draft's rule: only `Upload-Complete: ?1` completes an upload, not reaching its length.
+    pub(crate) explicit_completion: bool,
 }
 
 /// The state after an append.
@@ -607,7 +609,7 @@ pub(crate) async fn append(
         return Err(append_error(e).with_header(http::HeaderName::from_static(h::UPLOAD_OFFSET), HeaderValue::from(new_offset)));
     }
     let mut object = None;
-    if record.length == Some(new_offset) {
+    if record.length == Some(new_offset) && (options.complete || !options.explicit_completion) {
         let finished = r.finish(&record, digests(hashers.unwrap_or_default())).await?;
         record.finished = true;
         object = Some(finished);

@@ -1,0 +1,233 @@
+//! `PATCH`: appending at an offset, checksums, deferred lengths, the limits, sniffing.
+
+use crate::{
+    Case, ELF, OFFSET_STREAM, Session, TUS, UNKNOWN_ID, app, b64, create, create_with, head, patch, sha256_hex, uploads,
+};
+use intake::storage::InMemory;
+use sha1::Digest as _;
+
+fn checksum(algorithm: &str, data: &[u8]) -> String {
+    let digest = match algorithm {
+        "sha1" => sha1::Sha1::digest(data).to_vec(),
+        "sha256" => sha2::Sha256::digest(data).to_vec(),
+        "md5" => md5::Md5::digest(data).to_vec(),
+        "crc32" => crc32fast::hash(data).to_be_bytes().to_vec(),
+        other => panic!("no {other}"),
+    };
+    format!("{algorithm} {}", b64(&digest))
+}
+
+#[tokio::test]
+async fn core() {
+    let store = InMemory::new();
+    let mut s = Session::memory(&store);
+    s.run(&[
+        create("an upload of 11 bytes", "a", 11),
+        patch("the first bytes", "a", 0, b"hello")
+            .status(204)
+            .expect("upload-offset", "5")
+            .expect("tus-resumable", "1.0.0")
+            .present("upload-expires"),
+        patch("an offset behind the upload's", "a", 3, b"xx").status(409).code("offset_mismatch").expect("upload-offset", "5"),
+        patch("an offset ahead of the upload's", "a", 7, b"xx").status(409).code("offset_mismatch"),
+        patch("another content type", "a", 5, b" world")
+            .header("content-type", "application/octet-stream")
+            .status(415)
+            .code("invalid_content_type"),
+        Case::new("no content type", "PATCH", "{a}").tus().header("upload-offset", "5").body(" world").status(415),
+        Case::new("no Upload-Offset", "PATCH", "{a}")
+            .tus()
+            .header("content-type", OFFSET_STREAM)
+            .body(" world")
+            .status(400)
+            .code("missing_offset"),
+        Case::new("an Upload-Offset that is not a number", "PATCH", "{a}")
+            .tus()
+            .header("content-type", OFFSET_STREAM)
+            .header("upload-offset", "five")
+            .body(" world")
+            .status(400)
+            .code("invalid_header"),
+        Case::new("without Tus-Resumable", "PATCH", "{a}")
+            .header("content-type", OFFSET_STREAM)
+            .header("upload-offset", "5")
+            .body(" world")
+            .status(412)
+            .code("unsupported_version"),
+        head("none of the refused bytes went in", "a").status(200).expect("upload-offset", "5"),
+        patch("an empty append", "a", 5, b"").status(204).expect("upload-offset", "5"),
+        patch("the rest", "a", 5, b" world").status(204).expect("upload-offset", "11").absent("upload-expires"),
+        Case::new("the file", "GET", "{a}").tus().status(200).expect_body(b"hello world".to_vec()),
+        patch("an empty append to the finished upload", "a", 11, b"").status(204).expect("upload-offset", "11"),
+        patch("more bytes for the finished upload", "a", 11, b"!").status(413).code("length_exceeded"),
+        patch("the finished upload from the start", "a", 0, b"hello world").status(409).code("offset_mismatch"),
+        Case::new("the file is unchanged", "GET", "{a}").tus().status(200).expect_body(b"hello world".to_vec()),
+        Case::new("an unknown upload", "PATCH", format!("/files/tus/{UNKNOWN_ID}"))
+            .tus()
+            .header("content-type", OFFSET_STREAM)
+            .header("upload-offset", "0")
+            .body("x")
+            .status(404)
+            .code("upload_not_found"),
+        Case::new("the collection", "PATCH", TUS)
+            .tus()
+            .header("content-type", OFFSET_STREAM)
+            .header("upload-offset", "0")
+            .status(405),
+        Case::new("POST to an upload without an override", "POST", "{a}").tus().status(405),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn checksums() {
+    let store = InMemory::new();
+    let mut s = Session::memory(&store);
+    let with = |name, offset, body: &[u8], header: String| patch(name, "c", offset, body).header("upload-checksum", header);
+    s.run(&[
+        create("an upload of 100 bytes", "c", 100),
+        with("sha1", 0, b"abc", checksum("sha1", b"abc")).status(204).expect("upload-offset", "3"),
+        with("sha256", 3, b"def", checksum("sha256", b"def")).status(204).expect("upload-offset", "6"),
+        with("md5", 6, b"ghi", checksum("md5", b"ghi")).status(204).expect("upload-offset", "9"),
+        with("crc32", 9, b"jkl", checksum("crc32", b"jkl")).status(204).expect("upload-offset", "12"),
+        with("an upper-case algorithm name", 12, b"mno", checksum("sha1", b"mno").replace("sha1", "SHA1"))
+            .status(204)
+            .expect("upload-offset", "15"),
+        with("sha1 mismatch", 15, b"pqr", checksum("sha1", b"xxx")).status(460).code("checksum_mismatch"),
+        head("nothing was appended (sha1)", "c").status(200).expect("upload-offset", "15"),
+        with("sha256 mismatch", 15, b"pqr", checksum("sha256", b"xxx")).status(460).code("checksum_mismatch"),
+        with("md5 mismatch", 15, b"pqr", checksum("md5", b"xxx")).status(460).code("checksum_mismatch"),
+        with("crc32 mismatch", 15, b"pqr", checksum("crc32", b"xxx")).status(460).code("checksum_mismatch"),
+        head("nothing was appended (all)", "c").status(200).expect("upload-offset", "15"),
+        with("an unsupported algorithm", 15, b"pqr", "whirlpool AAAA".into()).status(400).code("unsupported_checksum"),
+        with("a digest that is not base64", 15, b"pqr", "sha1 !!!!".into()).status(400).code("invalid_checksum"),
+        with("a digest of the wrong size", 15, b"pqr", format!("sha1 {}", b64(b"short"))).status(400).code("invalid_checksum"),
+        with("no digest", 15, b"pqr", "sha1".into()).status(400).code("invalid_checksum"),
+        head("nothing was appended (malformed)", "c").status(200).expect("upload-offset", "15"),
+        with("an empty body with its checksum", 15, b"", checksum("sha1", b"")).status(204).expect("upload-offset", "15"),
+        with("the same bytes, right this time", 15, b"pqr", checksum("sha256", b"pqr")).status(204).expect("upload-offset", "18"),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn lengths() {
+    let store = InMemory::new();
+    let mut s = Session::new(app(uploads(&store).max_raw_body(100)));
+    let deferred = |name, var| Case::new(name, "POST", TUS).tus().header("upload-defer-length", "1").status(201).capture(var);
+    s.run(&[
+        create("an upload of 5 bytes", "a", 5),
+        patch("more than the declared length", "a", 0, b"hello world").status(413).code("length_exceeded"),
+        head("nothing past the length was stored", "a").status(200).expect("upload-offset", "0"),
+        patch("a different Upload-Length", "a", 0, b"hel").header("upload-length", "6").status(400).code("length_mismatch"),
+        patch("the same Upload-Length", "a", 0, b"hel").header("upload-length", "5").status(204).expect("upload-offset", "3"),
+        deferred("a deferred upload", "d"),
+        patch("bytes before the length is known", "d", 0, b"hello").status(204).expect("upload-offset", "5"),
+        head("still deferred", "d").status(200).expect("upload-defer-length", "1").absent("upload-length"),
+        patch("a length shorter than what is in", "d", 5, b"").header("upload-length", "4").status(400).code("invalid_length"),
+        patch("a length over Tus-Max-Size", "d", 5, b"").header("upload-length", "101").status(413).code("body_too_large"),
+        patch("the length, declared with the last byte", "d", 5, b"!")
+            .header("upload-length", "6")
+            .status(204)
+            .expect("upload-offset", "6"),
+        head("the length is known", "d")
+            .status(200)
+            .expect("upload-length", "6")
+            .absent("upload-defer-length")
+            .expect("upload-offset", "6"),
+        Case::new("and the upload is finished", "GET", "{d}").tus().status(200).expect_body(b"hello!".to_vec()),
+        deferred("another deferred upload", "e"),
+        patch("the length alone", "e", 0, b"").header("upload-length", "3").status(204).expect("upload-offset", "0"),
+        head("the length is recorded", "e").status(200).expect("upload-length", "3").absent("upload-defer-length"),
+        patch("more than the declared length", "e", 0, b"abcd").status(413).code("length_exceeded"),
+        deferred("a deferred upload whose bytes are all in", "g"),
+        patch("its bytes", "g", 0, b"hello").status(204).expect("upload-offset", "5"),
+        patch("then its length, equal to the offset", "g", 5, b"")
+            .header("upload-length", "5")
+            .status(204)
+            .expect("upload-offset", "5"),
+        Case::new("which finishes it", "GET", "{g}").tus().status(200).expect_body(b"hello".to_vec()),
+        deferred("a third deferred upload", "f"),
+        patch("a deferred upload is bounded by Tus-Max-Size", "f", 0, &[b'x'; 101]).status(413),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn final_uploads_are_not_patched() {
+    let store = InMemory::new();
+    let mut s = Session::memory(&store);
+    s.run(&[
+        create_with("a partial upload", "p", 3, b"abc").header("upload-concat", "partial"),
+        Case::new("the final upload", "POST", TUS).tus().header("upload-concat", "final;{p}").status(201).capture("f"),
+        patch("PATCH of a final upload", "f", 3, b"").status(403).code("final_upload"),
+        patch("PATCH of a final upload with bytes", "f", 3, b"def").status(403).code("final_upload"),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn method_override() {
+    let store = InMemory::new();
+    let mut s = Session::memory(&store);
+    let post = |name, headers: &[(&'static str, &str)]| {
+        headers.iter().fold(Case::new(name, "POST", "{a}").tus(), |case, (k, v)| case.header(k, *v))
+    };
+    s.run(&[
+        create("an upload", "a", 5),
+        post(
+            "POST overridden to PATCH",
+            &[("x-http-method-override", "PATCH"), ("content-type", OFFSET_STREAM), ("upload-offset", "0")],
+        )
+        .body("hel")
+        .status(204)
+        .expect("upload-offset", "3"),
+        head("appended", "a").status(200).expect("upload-offset", "3"),
+        post("POST overridden to HEAD", &[("x-http-method-override", "HEAD")]).status(200).expect("upload-offset", "3"),
+        post("POST overridden to DELETE", &[("x-http-method-override", "DELETE")]).status(204),
+        head("deleted", "a").status(404),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn the_first_bytes_are_sniffed() {
+    let store = InMemory::new();
+    let mut s = Session::memory(&store);
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+    s.run(&[
+        create("an upload named cat.png", "a", ELF.len() as u64)
+            .header("upload-metadata", format!("filename {}", b64(b"cat.png"))),
+        patch("an executable at offset 0", "a", 0, ELF).status(415).code("executable_content"),
+        head("the offset stays 0", "a").status(200).expect("upload-offset", "0"),
+        create("a real cat.png", "b", png.len() as u64).header("upload-metadata", format!("filename {}", b64(b"cat.png"))),
+        patch("PNG bytes at offset 0", "b", 0, png).status(204).expect("upload-offset", png.len().to_string()),
+    ])
+    .await;
+}
+
+/// The whole-upload SHA-256 is carried across requests, refused ones included: the file's
+/// `ETag` is the digest of exactly the bytes it holds.
+#[tokio::test]
+async fn the_whole_upload_digest_spans_every_patch() {
+    let store = InMemory::new();
+    let mut s = Session::memory(&store);
+    let body = b"hello, resumable world!";
+    s.run(&[
+        create("an upload", "a", body.len() as u64),
+        patch("first", "a", 0, &body[..6]).status(204),
+        patch("a checksum mismatch (undone)", "a", 6, b"XXXX").header("upload-checksum", checksum("sha1", b"YYYY")).status(460),
+        patch("an offset mismatch", "a", 2, b"XXXX").status(409),
+        patch("second", "a", 6, &body[6..15]).status(204),
+        patch("too long (refused)", "a", 15, &[b'Z'; 30]).status(413),
+        patch("last", "a", 15, &body[15..]).status(204).expect("upload-offset", body.len().to_string()),
+        Case::new("the file and its digest", "GET", "{a}")
+            .tus()
+            .status(200)
+            .expect("etag", format!("\"{}\"", sha256_hex(body)))
+            .expect_body(body.to_vec()),
+    ])
+    .await;
+    let object = intake::storage::Store::head(&store, &s.id("a")).await.unwrap();
+    assert_eq!(object.digests.get("sha-256"), Some(sha256_hex(body).as_str()));
+}
