@@ -31,6 +31,8 @@ pub(crate) struct Resumable {
     pub(crate) hooks: Hooks,
     pub(crate) hub: ProgressHub,
     pub(crate) config: Arc<UploadConfig>,
+    /// When requests last started a sweep (seconds since the Unix epoch).
+    pub(crate) last_sweep: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn not_found(id: &str) -> Problem {
@@ -38,9 +40,33 @@ pub(crate) fn not_found(id: &str) -> Problem {
 }
 
 impl Resumable {
-    /// When an upload touched now expires.
+    /// When an upload touched now expires. Also gives the sweeper its turn (see
+    /// [`UploadConfig::sweep_every`]).
     pub(crate) fn expires_at(&self) -> Option<u64> {
+        self.maybe_sweep();
         self.config.expiry.map(|ttl| now_secs() + ttl.as_secs())
+    }
+
+    /// Starts a sweep of expired uploads in the background when the last one started at least
+    /// `sweep_every` ago, so a router cleans up after itself with no task of its own to spawn.
+    fn maybe_sweep(&self) {
+        use std::sync::atomic::Ordering;
+        let Some(every) = self.config.sweep_every else { return };
+        let now = now_secs();
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now < last + every.as_secs()
+            || self.last_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let sweeper = crate::state::sweep::Sweeper::new(self.state.clone(), self.store.clone(), self.locker.clone());
+        tokio::spawn(async move {
+            match sweeper.sweep().await {
+                Ok(report) if report != Default::default() => tracing::info!(?report, "swept expired uploads"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeping expired uploads failed"),
+            }
+        });
     }
 
     /// The record of the upload a request names: `404` when unknown (or not an id), `410` when

@@ -166,6 +166,8 @@ fn app(s: &Settings) -> (Router, SweeperHandle) {
         .state(state)
         .hooks(hooks())
         .expiry(Some(s.expiry))
+        // The sweeper below runs on its own clock; requests need not start sweeps.
+        .sweep_every(None)
         .max_body(s.max_body)
         .rate_limit(rate_limit(s))
         .resumable_rate_limit(match s.resumable_rate {

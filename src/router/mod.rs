@@ -65,6 +65,10 @@ pub struct UploadConfig {
     /// While another request waits for an upload's lock, the holder lets go once it has received
     /// nothing for this long (default 2 s).
     pub stale_after: Duration,
+    /// Requests to the resumable routes start a background sweep of expired uploads when the
+    /// last one started at least this long ago (default one minute); `None` leaves sweeping to a
+    /// [`Sweeper`] you run.
+    pub sweep_every: Option<Duration>,
 }
 
 impl Default for UploadConfig {
@@ -78,6 +82,7 @@ impl Default for UploadConfig {
             policy: ContentPolicy::default(),
             expiry: Some(Duration::from_secs(24 * 3600)),
             stale_after: Duration::from_secs(2),
+            sweep_every: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -211,6 +216,13 @@ impl Uploads {
         self
     }
 
+    /// How often requests to the resumable routes start a background sweep of expired uploads
+    /// (default one minute; `None`: never, run a [`sweeper`](Self::sweeper) yourself).
+    pub fn sweep_every(mut self, every: Option<Duration>) -> Self {
+        self.config.sweep_every = every;
+        self
+    }
+
     /// A sweeper that removes expired uploads of this router's backends; run it with
     /// [`Sweeper::spawn`].
     pub fn sweeper(&self) -> Sweeper {
@@ -281,6 +293,7 @@ impl Uploads {
             hooks: self.hooks,
             hub: self.hub.clone(),
             config: config.clone(),
+            last_sweep: Default::default(),
         };
         let state = AppState { store: self.store, hub: self.hub.clone(), config, resumable };
         let config = state.config.clone();

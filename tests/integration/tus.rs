@@ -166,3 +166,22 @@ async fn expired_uploads_answer_410_and_are_swept() {
     assert!(server.partial_files().is_empty(), "the sweeper removed the bytes: {:?}", server.partial_files());
     assert_eq!(offset(&server, &location).await.0, 404);
 }
+
+#[tokio::test]
+async fn requests_start_sweeps_without_a_sweeper_task() {
+    let server =
+        TestServer::disk(|u| u.state(MemoryState::new()).expiry(Some(Duration::from_secs(1))).sweep_every(Some(Duration::ZERO)))
+            .await;
+    let abandoned = create(&server, 100).await;
+    assert_eq!(patch(&server, &abandoned, 0, vec![1; 40]).await.status(), 204);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Any later request to the resumable routes gives the sweeper its turn.
+    create(&server, 10).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while offset(&server, &abandoned).await.0 != 404 {
+        assert!(tokio::time::Instant::now() < deadline, "the abandoned upload was swept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let abandoned_id = abandoned.rsplit('/').next().unwrap();
+    assert!(!server.partial_files().iter().any(|f| f.starts_with(abandoned_id)), "{:?}", server.partial_files());
+}
