@@ -218,9 +218,9 @@ impl ProgressReporter {
     }
 }
 
-/// Past this many bytes in one request, hashing moves to a thread of its own (as in the hash
-/// layer), so that a large append hashes beside the write instead of between writes.
-const OFFLOAD_AFTER: u64 = if cfg!(test) { 64 * 1024 } else { 32 << 20 };
+// Past OFFLOAD_AFTER bytes in one request, hashing moves to a thread of its own (as in the hash
+// layer), so that a large append hashes beside the write instead of between writes.
+use crate::hash::OFFLOAD_AFTER;
 
 /// The hashers of an append, fed by its [`Append`] stream; read them back once the store is done
 /// with the stream.
@@ -287,15 +287,7 @@ impl<'a> Append<'a> {
         if let Some(hashers) = self.hashers {
             let big = self.room.is_none_or(|r| r > OFFLOAD_AFTER);
             if big {
-                let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-                let (done_tx, done) = oneshot::channel();
-                tokio::task::spawn_blocking(move || {
-                    let mut hashers = hashers;
-                    while let Some(chunk) = rx.blocking_recv() {
-                        hashers.iter_mut().for_each(|h| h.update(&chunk));
-                    }
-                    let _ = done_tx.send(hashers);
-                });
+                let (tx, done) = crate::hash::hashing_thread(hashers);
                 tap.lock().expect("tap lock poisoned").offloaded = Some(done);
                 sender = Some(tx);
             } else {

@@ -35,7 +35,7 @@ impl DigestHandle {
 /// and writing instead of between them (one large upload then uses two cores). Smaller bodies are
 /// hashed inline: a thread hop costs more than hashing them, and many concurrent uploads already
 /// keep every core busy.
-const OFFLOAD_AFTER: u64 = if cfg!(test) { 64 * 1024 } else { 32 << 20 };
+pub(crate) const OFFLOAD_AFTER: u64 = if cfg!(test) { 64 * 1024 } else { 32 << 20 };
 
 /// Chunks queued for the hashing thread (bounded: a slow hasher slows the body).
 const OFFLOAD_QUEUE: usize = 8;
@@ -49,17 +49,24 @@ enum Hashing {
     Finished,
 }
 
+/// Starts a thread that feeds `hashers` the chunks sent to it (a bounded queue: a slow hasher
+/// slows the sender) and hands them back once the sender is dropped.
+pub(crate) fn hashing_thread(hashers: Vec<Hasher>) -> (mpsc::Sender<Bytes>, oneshot::Receiver<Vec<Hasher>>) {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(OFFLOAD_QUEUE);
+    let (done_tx, done) = oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let mut hashers = hashers;
+        while let Some(chunk) = rx.blocking_recv() {
+            hashers.iter_mut().for_each(|h| h.update(&chunk));
+        }
+        let _ = done_tx.send(hashers);
+    });
+    (tx, done)
+}
+
 impl Hashing {
     fn offload(hashers: Vec<Hasher>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(OFFLOAD_QUEUE);
-        let (done_tx, done) = oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let mut hashers = hashers;
-            while let Some(chunk) = rx.blocking_recv() {
-                hashers.iter_mut().for_each(|h| h.update(&chunk));
-            }
-            let _ = done_tx.send(hashers);
-        });
+        let (tx, done) = hashing_thread(hashers);
         Hashing::Offloaded { tx: Some(tx), reserving: None, done }
     }
 }

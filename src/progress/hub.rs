@@ -123,32 +123,26 @@ impl ProgressHub {
     /// Starts publishing an upload's progress. An id already publishing is refused: a second
     /// upload must not overwrite the progress others are following.
     pub(crate) fn publish(&self, id: &ProgressId) -> Result<watch::Sender<Progress>, Problem> {
+        self.claim(id, true)
+    }
+
+    /// Publishes an upload that continues over several requests (a resumable upload, keyed by
+    /// its id): each request takes the entry over from the one before.
+    pub(crate) fn take_over(&self, id: &ProgressId) -> Result<watch::Sender<Progress>, Problem> {
+        self.claim(id, false)
+    }
+
+    fn claim(&self, id: &ProgressId, exclusive: bool) -> Result<watch::Sender<Progress>, Problem> {
         let mut inner = self.inner.lock().expect("hub lock poisoned");
         inner.prune(&self.config, Instant::now());
         if let Some(ch) = inner.channels.get_mut(id) {
-            if ch.publishing && !ch.tx.borrow().is_final() {
+            if exclusive && ch.publishing && !ch.tx.borrow().is_final() {
                 return Err(Problem::new(
                     StatusCode::CONFLICT,
                     "progress_id_in_use",
                     "another upload in flight uses this progress id",
                 ));
             }
-            ch.publishing = true;
-            ch.touched = Instant::now();
-            return Ok(ch.tx.clone());
-        }
-        inner.check_capacity(&self.config)?;
-        let (tx, _) = watch::channel(Progress::waiting());
-        inner.channels.insert(id.clone(), Channel { tx: tx.clone(), touched: Instant::now(), publishing: true });
-        Ok(tx)
-    }
-
-    /// Publishes an upload that continues over several requests (a resumable upload, keyed by
-    /// its id): each request takes the entry over from the one before.
-    pub(crate) fn take_over(&self, id: &ProgressId) -> Result<watch::Sender<Progress>, Problem> {
-        let mut inner = self.inner.lock().expect("hub lock poisoned");
-        inner.prune(&self.config, Instant::now());
-        if let Some(ch) = inner.channels.get_mut(id) {
             ch.publishing = true;
             ch.touched = Instant::now();
             return Ok(ch.tx.clone());

@@ -126,7 +126,7 @@ pub(crate) fn options(app: &AppState) -> Response {
 }
 
 /// The answer to a request that completed the upload: `200` with the file, like the raw route.
-fn completed(app: &AppState, parts: &Parts, version: i64, done: &Appended) -> Response {
+fn completed(parts: &Parts, version: i64, done: &Appended) -> Response {
     let mut res = match &done.object {
         Some(object) => UploadResponse {
             files: vec![UploadedFile::new(object, &files_url(parts))],
@@ -142,7 +142,6 @@ fn completed(app: &AppState, parts: &Parts, version: i64, done: &Appended) -> Re
     set(&mut res, UPLOAD_COMPLETE, "?1");
     set(&mut res, UPLOAD_OFFSET, done.offset.to_string());
     set(&mut res, header::LOCATION.as_str(), upload_url(parts, &done.record.id));
-    let _ = app;
     res
 }
 
@@ -185,7 +184,7 @@ async fn create_inner(app: &AppState, parts: &Parts, body: Body, version: i64) -
             .with_header(http::HeaderName::from_static(UPLOAD_COMPLETE), HeaderValue::from_static("?0"))
     })?;
     if done.object.is_some() {
-        return Ok(completed(app, parts, version, &done));
+        return Ok(completed(parts, version, &done));
     }
     let mut res = response(StatusCode::CREATED, version);
     set(&mut res, header::LOCATION.as_str(), location);
@@ -258,7 +257,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body, version: i64
     let options = AppendOptions { checksum: None, declare_length, complete, explicit_completion: true };
     let done = append(app, parts, body, record, given, options).await.map_err(|p| draft_problem(p, given))?;
     if done.object.is_some() {
-        return Ok(completed(app, parts, version, &done));
+        return Ok(completed(parts, version, &done));
     }
     let mut res = response(StatusCode::NO_CONTENT, version);
     set(&mut res, UPLOAD_COMPLETE, "?0");
