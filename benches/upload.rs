@@ -1,12 +1,14 @@
 //! Upload benchmark: intake's full layer stack against bare axum handlers.
 //!
 //! ```text
-//! cargo bench --bench upload                          # 1 GiB raw, 100 × 20 MiB raw, 20 000 forms
-//! INTAKE_BENCH_QUICK=1 cargo bench --bench upload     # 64 MiB raw, 20 × 2 MiB raw, 2 000 forms
+//! cargo bench --bench upload                          # 1 GiB raw, 100 × 20 MiB raw, 20 000 forms, 1 GiB tus
+//! INTAKE_BENCH_QUICK=1 cargo bench --bench upload     # 64 MiB raw, 20 × 2 MiB raw, 2 000 forms, 64 MiB tus
 //! INTAKE_BENCH_DIAG=0 cargo bench --bench upload      # without the diagnostic rows
-//! INTAKE_BENCH_PHASES=ac cargo bench --bench upload   # only some of the phases a, b, c
+//! INTAKE_BENCH_PHASES=ac cargo bench --bench upload   # only some of the phases a, b, c, d
 //! INTAKE_BENCH_ONLY=bare,full cargo bench ...         # only these rows (names as in the progress lines)
-//! INTAKE_BENCH_RUNS=5 cargo bench --bench upload      # best of 5 runs (default 2 in (a), 3 in (c))
+//! INTAKE_BENCH_ONLY=tus cargo bench ...               # only (d), the tus rows and their baseline
+//! INTAKE_BENCH_RUNS=5 cargo bench --bench upload      # 5 runs (default 2 in (a), 3 in (c) and (d))
+//! INTAKE_BENCH_TUS_PATCH_MIB=1,5,64 cargo bench ...   # (d) with these PATCH sizes (default 5)
 //! INTAKE_BENCH_TMPDIR=/tmp cargo bench --bench upload # storage elsewhere than target/tmp
 //! ```
 //!
@@ -21,6 +23,17 @@
 //! - **(c)** 4 KiB multipart uploads per second over 16 keep-alive connections: the router's
 //!   `POST /upload/form` versus a bare handler that parses the form with `multer` and writes the
 //!   file (create, write, done). Best of three runs.
+//! - **(d)** one large tus 1.0 upload (`POST /upload/tus/` with `Upload-Length`, then `PATCH`es
+//!   of `application/offset+octet-stream` with `Upload-Offset`, one after the other as tus
+//!   clients send them) through the real router with upload state in `RedbState` (the default of
+//!   `uploads_router()`; rate limit disabled, otherwise its defaults: SHA-256 carried across the
+//!   `PATCH`es, `LocalDisk::new`): the whole upload in one `PATCH`, and in 5 MiB `PATCH`es. Timed
+//!   from the `POST` to the last `204`, against the same bare handler as (a) receiving the same
+//!   bytes in one `POST`; the server's peak RSS too. The median of three runs. The same uploads
+//!   without hashing (`.algorithms([])`) show what SHA-256 costs. Each upload's stored SHA-256
+//!   is checked against the bytes sent. Diagnostics: the bare handler hashing, the tus server
+//!   with `MemoryState` (what `RedbState` costs per `PATCH`), and the fixed cost of a `PATCH`
+//!   (the median time of 100 `PATCH`es that carry no bytes, after each upload).
 //!
 //! Diagnostic rows take one thing away from the full stack (hashing, the file system) or add it
 //! to the bare handler (SHA-256, fsync), so that a gap can be traced to its cause.
@@ -50,7 +63,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use intake::{
     Uploads,
+    hash::HashAlgorithm,
     rate_limit::RateLimitLayer,
+    state::RedbState,
     storage::{FsyncPolicy, InMemory, LocalDisk},
 };
 use sha2::{Digest, Sha256};
@@ -89,6 +104,12 @@ const TARGET_A_RATIO: f64 = 0.90;
 const TARGET_RSS_ONE: u64 = 32 * MIB;
 const TARGET_RSS_MANY: u64 = 96 * MIB;
 const TARGET_C_RATIO: f64 = 0.85;
+const TARGET_D_ONE_RATIO: f64 = 0.90;
+const TARGET_D_PATCHES_RATIO: f64 = 0.85;
+/// The PATCH size the (d) target is set for.
+const TARGET_D_PATCH: u64 = 5 * MIB;
+/// tus's version header, on every request.
+const TUS_RESUMABLE: (&str, &str) = ("tus-resumable", "1.0.0");
 
 // ---------------------------------------------------------------------------------------------
 // Servers (child processes)
@@ -114,6 +135,15 @@ enum Kind {
     /// The full stack (SHA-256) over `InMemory`: layers and protocol without a file system.
     /// Only for small uploads: it keeps every file in memory.
     FullMemory,
+    /// The real router on its defaults with upload state in `RedbState` (as `uploads_router()`),
+    /// rate limit disabled: for tus.
+    Tus,
+    /// The same without hashing (`.algorithms([])`).
+    TusNoHash,
+    /// The same with upload state in memory (`MemoryState`): what `RedbState` costs each `PATCH`.
+    TusMemState,
+    /// The same without hashing and with upload state in memory.
+    TusNoHashMemState,
     /// Bare axum handlers: stream to a file; multer to a file.
     Bare,
     /// The bare raw handler reading the body and dropping it: HTTP alone.
@@ -124,7 +154,7 @@ enum Kind {
     BareShaFsync,
 }
 
-const KINDS: [Kind; 11] = [
+const KINDS: [Kind; 15] = [
     Kind::Full,
     Kind::FullNoHash,
     Kind::FullFsync,
@@ -132,6 +162,10 @@ const KINDS: [Kind; 11] = [
     Kind::FullLean,
     Kind::FullBuf64k,
     Kind::FullMemory,
+    Kind::Tus,
+    Kind::TusNoHash,
+    Kind::TusMemState,
+    Kind::TusNoHashMemState,
     Kind::Bare,
     Kind::BareDrain,
     Kind::BareSha,
@@ -148,6 +182,10 @@ impl Kind {
             Kind::FullLean => "full-lean",
             Kind::FullBuf64k => "full-buf64k",
             Kind::FullMemory => "full-memory",
+            Kind::Tus => "tus",
+            Kind::TusNoHash => "tus-nohash",
+            Kind::TusMemState => "tus-memstate",
+            Kind::TusNoHashMemState => "tus-nohash-memstate",
             Kind::Bare => "bare",
             Kind::BareDrain => "bare-drain",
             Kind::BareSha => "bare-sha",
@@ -168,6 +206,10 @@ impl Kind {
             Kind::FullLean => "diag: full, no hashing, FsyncPolicy::Never",
             Kind::FullBuf64k => "diag: full, LocalDisk write buffer 64 KiB",
             Kind::FullMemory => "diag: full, InMemory store (no disk)",
+            Kind::Tus => "tus (SHA-256, RedbState)",
+            Kind::TusNoHash => "tus, no hashing",
+            Kind::TusMemState => "diag: tus, MemoryState",
+            Kind::TusNoHashMemState => "diag: tus, no hashing, MemoryState",
             Kind::Bare => "bare axum handler",
             Kind::BareDrain => "diag: bare, body read and dropped (no file)",
             Kind::BareSha => "diag: bare + SHA-256",
@@ -180,7 +222,14 @@ impl Kind {
     }
 
     fn hashes(self) -> bool {
-        !matches!(self, Kind::FullNoHash | Kind::FullLean | Kind::Bare | Kind::BareDrain)
+        !matches!(
+            self,
+            Kind::FullNoHash | Kind::FullLean | Kind::TusNoHash | Kind::TusNoHashMemState | Kind::Bare | Kind::BareDrain
+        )
+    }
+
+    fn is_tus(self) -> bool {
+        matches!(self, Kind::Tus | Kind::TusNoHash | Kind::TusMemState | Kind::TusNoHashMemState)
     }
 
     /// The fsync policy of a full stack: `None` for `LocalDisk::new`'s default.
@@ -227,6 +276,7 @@ fn serve(kind: &str) {
 }
 
 fn full_router(kind: Kind, dir: PathBuf) -> Router {
+    let state = dir.join("state.redb");
     let disk = match kind.fsync() {
         Some(policy) => LocalDisk::new(dir).with_fsync(policy),
         None => LocalDisk::new(dir),
@@ -239,6 +289,9 @@ fn full_router(kind: Kind, dir: PathBuf) -> Router {
     let mut uploads = uploads.rate_limit(RateLimitLayer::disabled()).max_body(2 << 30);
     if !kind.hashes() {
         uploads = uploads.algorithms([]);
+    }
+    if matches!(kind, Kind::Tus | Kind::TusNoHash) {
+        uploads = uploads.state(RedbState::open(&state).expect("open state.redb"));
     }
     Router::new().nest("/upload", uploads.into_router())
 }
@@ -433,7 +486,7 @@ impl Server {
     /// What the scenario cost the server: time given, memory and threads from `/proc`.
     fn run(&self, elapsed: Duration) -> Res<Run> {
         let threads = proc_status_kib(&format!("/proc/{}/status", self.child.id()), "Threads:")?;
-        Ok(Run { elapsed, peak_rss: self.peak_rss()?, start_rss: self.start_hwm, threads })
+        Ok(Run { elapsed, peak_rss: self.peak_rss()?, start_rss: self.start_hwm, threads, empty_patch: None })
     }
 
     /// Files stored (not counting metadata), and their total size.
@@ -455,6 +508,22 @@ impl Server {
         let dir = self.dir.as_ref().expect("storage of a running server").path();
         walk(dir, &mut acc).map_err(|e| format!("list {}: {e}", dir.display()))?;
         Ok(acc)
+    }
+
+    /// The `algorithm` digest recorded with the one stored object (`LocalDisk`'s
+    /// `objects/{id}.json`).
+    fn object_digest(&self, algorithm: &str) -> Res<Option<String>> {
+        let objects = self.dir.as_ref().expect("storage of a running server").path().join("objects");
+        let entries = std::fs::read_dir(&objects).map_err(|e| format!("list {}: {e}", objects.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+                let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                return Ok(json["digests"][algorithm].as_str().map(str::to_owned));
+            }
+        }
+        Err(format!("no object description in {}", objects.display()))
     }
 
     /// Checks that exactly `files` files of `bytes` bytes in all were stored.
@@ -537,11 +606,34 @@ fn data_pool() -> Bytes {
 /// `size` bytes as a stream of 256 KiB chunks that share one buffer: the client holds no more
 /// than the pool however large the upload.
 fn body_stream(pool: Bytes, size: u64) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let chunks = size.div_ceil(CHUNK as u64);
-    futures_util::stream::iter((0..chunks).map(move |i| {
-        let len = (size - i * CHUNK as u64).min(CHUNK as u64) as usize;
-        Ok(pool.slice(..len))
-    }))
+    body_stream_at(pool, 0, size)
+}
+
+/// Bytes `start..start + size` of the pool repeated without end, as slices of the pool (up to
+/// 256 KiB each): a tus `PATCH` at `start` sends the bytes a single upload would have there.
+fn body_stream_at(pool: Bytes, start: u64, size: u64) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    futures_util::stream::iter(pool_slices(start, size).map(move |range| Ok(pool.slice(range))))
+}
+
+/// The pool ranges that make up bytes `start..start + size` of the endless repetition.
+fn pool_slices(start: u64, size: u64) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let (chunk, end) = (CHUNK as u64, start + size);
+    (start / chunk..end.div_ceil(chunk)).map(move |i| {
+        let (lo, hi) = ((i * chunk).max(start), ((i + 1) * chunk).min(end));
+        (lo - i * chunk) as usize..(hi - i * chunk) as usize
+    })
+}
+
+/// The SHA-256 (lowercase hex) of the first `size` bytes of the endless repetition of the pool.
+fn pool_sha256(pool: &Bytes, size: u64) -> String {
+    let mut hasher = Sha256::new();
+    for range in pool_slices(0, size) {
+        hasher.update(&pool[range]);
+    }
+    hasher.finalize().iter().fold(String::with_capacity(64), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
 }
 
 fn client(pool_idle: usize) -> Res<reqwest::Client> {
@@ -591,6 +683,87 @@ async fn upload_raw(client: &reqwest::Client, url: &str, pool: &Bytes, size: u64
     Ok(started.elapsed())
 }
 
+/// Reads an answer to its end and checks its status.
+async fn expect_status(what: &str, res: reqwest::Response, want: reqwest::StatusCode) -> Res<reqwest::header::HeaderMap> {
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = res.bytes().await.map_err(|e| format!("{what}: reading the answer: {e}"))?;
+    if status != want {
+        return Err(format!("{what}: {status} (expected {want}): {}", String::from_utf8_lossy(&body[..body.len().min(500)])));
+    }
+    Ok(headers)
+}
+
+/// How a tus upload is sent: in one `PATCH`, or in `PATCH`es of this many bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Patches {
+    One,
+    Of(u64),
+}
+
+impl Patches {
+    fn name(self) -> String {
+        match self {
+            Patches::One => "1patch".to_owned(),
+            Patches::Of(n) if n % MIB == 0 => format!("{}mib", n / MIB),
+            Patches::Of(n) => format!("{}kib", n / KIB),
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Patches::One => "one PATCH".to_owned(),
+            Patches::Of(n) if n % MIB == 0 => format!("{} MiB PATCHes", n / MIB),
+            Patches::Of(n) => format!("{} KiB PATCHes", n / KIB),
+        }
+    }
+}
+
+/// One tus upload of `size` bytes: `POST {prefix}/tus/` with `Upload-Length`, then `PATCH`es one
+/// after the other. The time until the last `204` has been read.
+async fn upload_tus(client: &reqwest::Client, base: &str, pool: &Bytes, size: u64, patches: Patches) -> Res<Duration> {
+    let started = Instant::now();
+    let create = format!("{base}/upload/tus/");
+    let res = client
+        .post(&create)
+        .header(TUS_RESUMABLE.0, TUS_RESUMABLE.1)
+        .header("upload-length", size)
+        // "filename big.bin"
+        .header("upload-metadata", "filename YmlnLmJpbg==")
+        .send()
+        .await
+        .map_err(|e| format!("POST {create}: {}", chain(&e)))?;
+    let headers = expect_status(&create, res, reqwest::StatusCode::CREATED).await?;
+    let location =
+        headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| format!("POST {create}: no Location"))?;
+    let url = if location.starts_with('/') { format!("{base}{location}") } else { location.to_owned() };
+    let step = match patches {
+        Patches::One => size,
+        Patches::Of(n) => n,
+    };
+    let mut offset = 0u64;
+    while offset < size {
+        let len = step.min(size - offset);
+        let res = client
+            .patch(&url)
+            .header(TUS_RESUMABLE.0, TUS_RESUMABLE.1)
+            .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+            .header("upload-offset", offset)
+            .header(header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(body_stream_at(pool.clone(), offset, len)))
+            .send()
+            .await
+            .map_err(|e| format!("PATCH {url} at {offset}: {}", chain(&e)))?;
+        let what = format!("PATCH {url} at {offset}");
+        let headers = expect_status(&what, res, reqwest::StatusCode::NO_CONTENT).await?;
+        let new_offset = headers.get("upload-offset").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if new_offset != Some(offset + len) {
+            return Err(format!("{what}: Upload-Offset {new_offset:?}, expected {}", offset + len));
+        }
+        offset += len;
+    }
+    Ok(started.elapsed())
+}
+
 /// After a failed upload (a server that answers early and closes the connection shows up as a
 /// broken pipe): what the server says to a small upload of the same bytes to the same URL.
 async fn diagnose(client: &reqwest::Client, url: &str, pool: &Bytes) -> String {
@@ -618,6 +791,8 @@ struct Run {
     start_rss: u64,
     /// Threads of the server at the end (blocking-pool threads linger 10 s, so about the peak).
     threads: u64,
+    /// (d), diagnostic: the median time of a `PATCH` carrying no bytes (its fixed cost).
+    empty_patch: Option<Duration>,
 }
 
 /// (a): one raw upload of `size` bytes into a fresh server.
@@ -630,6 +805,65 @@ async fn scenario_one(kind: Kind, root: &Path, pool: &Bytes, size: u64, limit: D
     let run = server.run(elapsed)?;
     retire(server);
     Ok(run)
+}
+
+/// (d): one tus upload of the plan's size into a fresh server; its stored SHA-256 checked against
+/// `sha256` (and its absence when the server does not hash); with the diagnostics, the fixed
+/// cost of a `PATCH` after it.
+async fn scenario_tus(plan: &Plan, kind: Kind, root: &Path, pool: &Bytes, patches: Patches, sha256: &str) -> Res<Run> {
+    let (size, limit, probe) = (plan.tus_size, plan.limit, plan.diag);
+    let server = Server::start(kind, root)?;
+    let client = client(1)?;
+    let base = server.url("");
+    let elapsed = within(limit, "tus upload", upload_tus(&client, &base, pool, size, patches)).await?;
+    server.verify(1, size)?;
+    let stored = server.object_digest(HashAlgorithm::Sha256.name())?;
+    match (kind.hashes(), stored) {
+        (true, Some(d)) if d == sha256 => {}
+        (false, None) => {}
+        (_, stored) => {
+            return Err(format!("the {} server stored SHA-256 {stored:?}; the bytes sent have {sha256}", kind.name()));
+        }
+    }
+    let empty_patch = if probe { Some(within(limit, "empty PATCHes", empty_patches(&client, &base)).await?) } else { None };
+    let run = Run { empty_patch, ..server.run(elapsed)? };
+    retire(server);
+    Ok(run)
+}
+
+/// The fixed cost of a `PATCH`: the median time of 100 that carry no bytes, after the upload of
+/// (d), to a second upload (of 2 bytes, 1 of them sent first so that nothing is sniffed).
+async fn empty_patches(client: &reqwest::Client, base: &str) -> Res<Duration> {
+    let create = format!("{base}/upload/tus/");
+    let res = client
+        .post(&create)
+        .header(TUS_RESUMABLE.0, TUS_RESUMABLE.1)
+        .header("upload-length", 2)
+        .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+        .body("x")
+        .send()
+        .await
+        .map_err(|e| format!("POST {create}: {}", chain(&e)))?;
+    let headers = expect_status(&create, res, reqwest::StatusCode::CREATED).await?;
+    let location = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).ok_or("no Location")?;
+    let url = format!("{base}{location}");
+    let mut times = Vec::with_capacity(100);
+    for _ in 0..100 {
+        let started = Instant::now();
+        let res = client
+            .patch(&url)
+            .header(TUS_RESUMABLE.0, TUS_RESUMABLE.1)
+            .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+            .header("upload-offset", 1)
+            .header(header::CONTENT_LENGTH, 0)
+            .send()
+            .await
+            .map_err(|e| format!("PATCH {url}: {}", chain(&e)))?;
+        expect_status(&url, res, reqwest::StatusCode::NO_CONTENT).await?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
 }
 
 /// (b): `count` concurrent raw uploads of `size` bytes each into a fresh server.
@@ -736,6 +970,12 @@ struct Plan {
     /// Runs of each row of (c): one more than (a), as small-file numbers on a shared disk vary
     /// more.
     form_runs: usize,
+    /// Size of the tus upload of (d).
+    tus_size: u64,
+    /// The PATCH sizes of (d), besides one PATCH for the whole upload.
+    tus_patches: Vec<u64>,
+    /// Runs of each row of (d); the median counts.
+    tus_runs: usize,
     /// Time limit of each scenario.
     limit: Duration,
 }
@@ -748,6 +988,8 @@ enum Phase {
     Many,
     /// (c) small form uploads.
     Forms,
+    /// (d) one large tus upload.
+    Tus,
 }
 
 /// One server configuration in one phase, with its runs.
@@ -756,6 +998,8 @@ struct Row {
     kind: Kind,
     /// Diagnostic: storage on tmpfs (`/dev/shm`), to tell file system costs from the server's.
     tmpfs: bool,
+    /// How a tus row sends its upload.
+    patches: Option<Patches>,
     runs: Vec<Run>,
     /// Why a diagnostic row stopped (a failure of a main row ends the benchmark).
     failure: Option<String>,
@@ -763,23 +1007,33 @@ struct Row {
 
 impl Row {
     fn new(phase: Phase, kind: Kind, tmpfs: bool) -> Self {
-        Row { phase, kind, tmpfs, runs: Vec::new(), failure: None }
+        Row { phase, kind, tmpfs, patches: None, runs: Vec::new(), failure: None }
+    }
+
+    /// A row of (d): a tus server, or the bare baseline when `patches` is `None`.
+    fn tus(kind: Kind, patches: Option<Patches>) -> Self {
+        Row { patches, ..Row::new(Phase::Tus, kind, false) }
     }
 
     fn diagnostic(&self) -> bool {
-        self.tmpfs || !matches!(self.kind, Kind::Full | Kind::Bare)
+        self.tmpfs || !matches!(self.kind, Kind::Full | Kind::Bare | Kind::Tus | Kind::TusNoHash)
     }
 
     fn label(&self) -> String {
-        match (self.tmpfs, self.kind) {
-            (false, kind) => kind.label().to_owned(),
-            (true, Kind::Bare) => "diag: bare, storage on tmpfs".to_owned(),
-            (true, kind) => format!("diag: {}, storage on tmpfs", kind.name()),
+        match (self.tmpfs, self.kind, self.patches) {
+            (false, kind, Some(patches)) => format!("{}, {}", kind.label(), patches.label()),
+            (false, kind, None) => kind.label().to_owned(),
+            (true, Kind::Bare, _) => "diag: bare, storage on tmpfs".to_owned(),
+            (true, kind, _) => format!("diag: {}, storage on tmpfs", kind.name()),
         }
     }
 
     fn name(&self) -> String {
-        if self.tmpfs { format!("{}@tmpfs", self.kind.name()) } else { self.kind.name().to_owned() }
+        match (self.tmpfs, self.patches) {
+            (true, _) => format!("{}@tmpfs", self.kind.name()),
+            (false, Some(patches)) => format!("{}-{}", self.kind.name(), patches.name()),
+            (false, None) => self.kind.name().to_owned(),
+        }
     }
 
     fn root(&self) -> PathBuf {
@@ -790,12 +1044,34 @@ impl Row {
         self.runs.iter().map(|r| r.elapsed).min()
     }
 
+    /// The median run's time (of an even number, the faster of the middle two).
+    fn median(&self) -> Option<Duration> {
+        let mut times: Vec<Duration> = self.runs.iter().map(|r| r.elapsed).collect();
+        times.sort();
+        times.get(times.len().saturating_sub(1) / 2).copied()
+    }
+
+    /// The time that counts: the median in (d), else the best.
+    fn typical(&self) -> Option<Duration> {
+        if self.phase == Phase::Tus { self.median() } else { self.best() }
+    }
+
     fn peak_rss(&self) -> Option<u64> {
         self.runs.iter().map(|r| r.peak_rss).max()
     }
 
     fn idle_rss(&self) -> Option<u64> {
         self.runs.iter().map(|r| r.start_rss).max()
+    }
+}
+
+/// A run's rate in `phase`: MB/s for large uploads, uploads/s for forms.
+fn run_rate(plan: &Plan, phase: Phase, elapsed: Duration) -> f64 {
+    match phase {
+        Phase::One => mb_per_s(plan.one_size, elapsed),
+        Phase::Many => mb_per_s(plan.many_count as u64 * plan.many_size, elapsed),
+        Phase::Forms => plan.forms as f64 / elapsed.as_secs_f64(),
+        Phase::Tus => mb_per_s(plan.tus_size, elapsed),
     }
 }
 
@@ -846,10 +1122,25 @@ impl Report {
                 rows.extend([Kind::Bare, Kind::Full].map(|k| Row::new(Phase::Forms, k, true)));
             }
         }
+        if plan.phases.contains('d') {
+            let patches: Vec<Patches> =
+                std::iter::once(Patches::One).chain(plan.tus_patches.iter().map(|&n| Patches::Of(n))).collect();
+            rows.push(Row::tus(Kind::Bare, None));
+            for kind in [Kind::Tus, Kind::TusNoHash] {
+                rows.extend(patches.iter().map(|&p| Row::tus(kind, Some(p))));
+            }
+            if plan.diag {
+                rows.push(Row::tus(Kind::BareSha, None));
+                for kind in [Kind::TusMemState, Kind::TusNoHashMemState] {
+                    rows.extend(plan.tus_patches.iter().map(|&n| Row::tus(kind, Some(Patches::Of(n)))));
+                }
+            }
+        }
         if let Ok(only) = std::env::var("INTAKE_BENCH_ONLY") {
             let only: Vec<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
             if !only.is_empty() {
-                rows.retain(|r| only.contains(&r.name().as_str()));
+                // `tus` picks all of (d); a name such as `tus-5mib` one row.
+                rows.retain(|r| only.contains(&r.name().as_str()) || (r.phase == Phase::Tus && only.contains(&"tus")));
             }
         }
         Report { rows, create_probes: Vec::new() }
@@ -859,14 +1150,20 @@ impl Report {
         self.rows.iter().find(|r| r.phase == phase && r.kind == kind && r.tmpfs == tmpfs && !r.runs.is_empty())
     }
 
-    /// The best rate of a row: MB/s for raw uploads, uploads/s for forms.
+    /// The rate of a row's best (in (d), median) run: MB/s for large uploads, uploads/s for forms.
     fn rate(&self, plan: &Plan, row: &Row) -> Option<f64> {
-        let best = row.best()?;
-        Some(match row.phase {
-            Phase::One => mb_per_s(plan.one_size, best),
-            Phase::Many => mb_per_s(plan.many_count as u64 * plan.many_size, best),
-            Phase::Forms => plan.forms as f64 / best.as_secs_f64(),
-        })
+        let time = row.typical()?;
+        Some(run_rate(plan, row.phase, time))
+    }
+
+    /// A row of (d): the tus server `kind` sending in `patches`.
+    fn tus_row(&self, kind: Kind, patches: Patches) -> Option<&Row> {
+        self.rows.iter().find(|r| r.phase == Phase::Tus && r.kind == kind && r.patches == Some(patches) && !r.runs.is_empty())
+    }
+
+    /// A row of (d)'s rate over the bare handler's in (d).
+    fn tus_ratio(&self, plan: &Plan, row: &Row) -> Option<f64> {
+        Some(self.rate(plan, row)? / self.rate(plan, self.row(Phase::Tus, Kind::Bare, false)?)?)
     }
 
     /// A row's best rate over the bare server's on the same storage (the full stack over
@@ -901,7 +1198,11 @@ impl Report {
         );
         let _ =
             writeln!(w, "MB/s = 10^6 bytes/s. RSS = the server process's VmHWM: peak = at the end of the scenario (worst run),");
-        let _ = writeln!(w, "  idle = once it listened. Best of {} runs for (a), of {} for (c).", plan.runs, plan.form_runs);
+        let _ = writeln!(
+            w,
+            "  idle = once it listened. Best of {} runs for (a), of {} for (c); the median of {} for (d).",
+            plan.runs, plan.form_runs, plan.tus_runs
+        );
 
         let others = |phase: Phase| self.rows.iter().filter(move |r| r.phase == phase && r.kind != Kind::Bare);
         let failure = |w: &mut String, row: &Row| {
@@ -984,6 +1285,39 @@ impl Report {
             }
         }
 
+        if self.rows.iter().any(|r| r.phase == Phase::Tus) {
+            let _ = writeln!(
+                w,
+                "\n(d) one {} tus upload: POST /upload/tus/ (Upload-Length), then PATCHes one after the other",
+                mib(plan.tus_size)
+            );
+            let _ = writeln!(w, "    (application/offset+octet-stream, Upload-Offset); timed from the POST to the last 204.");
+            let _ = writeln!(w, "    tus rows: upload state in RedbState (the uploads_router() default); bare rows: one POST");
+            let _ = writeln!(w, "    /upload/raw of the same bytes (as in (a)).");
+            let _ = writeln!(w, "    {:<50} {:>9}  {:<16} {:>11} {:>11}", "server", "MB/s", "each run", "peak RSS", "idle RSS");
+            for row in self.rows.iter().filter(|r| r.phase == Phase::Tus) {
+                failure(w, row);
+                let Some(rate) = self.rate(plan, row) else { continue };
+                let each: Vec<String> = row.runs.iter().map(|r| format!("{:.0}", mb_per_s(plan.tus_size, r.elapsed))).collect();
+                let (peak, idle) = (opt_mib(row.peak_rss()), opt_mib(row.idle_rss()));
+                let _ = writeln!(w, "    {:<50} {rate:>9.1}  {:<16} {peak:>11} {idle:>11}", row.label(), each.join(" "));
+            }
+            for row in others(Phase::Tus) {
+                if let Some(ratio) = self.tus_ratio(plan, row) {
+                    let _ = writeln!(w, "    {:<50} {ratio:>9.3}", format!("ratio {}/bare", row.name()));
+                }
+            }
+            let probed: Vec<_> = self.rows.iter().filter(|r| r.runs.iter().any(|r| r.empty_patch.is_some())).collect();
+            if !probed.is_empty() {
+                let _ = writeln!(w, "    fixed cost of a PATCH (diag): median time of 100 PATCHes with no bytes, per run");
+                for row in probed {
+                    let each: Vec<String> =
+                        row.runs.iter().filter_map(|r| Some(format!("{:.2}", r.empty_patch?.as_secs_f64() * 1e3))).collect();
+                    let _ = writeln!(w, "    {:<50} {:>9}  {} ms", row.name(), "", each.join(" "));
+                }
+            }
+        }
+
         let _ = writeln!(w, "\ntargets (the full stack; a MISS is reported, it is not an error)");
         if plan.quick {
             let _ = writeln!(w, "  quick mode: smaller scenarios than the targets were set for, so indicative only");
@@ -1022,6 +1356,24 @@ impl Report {
             format!(">= {TARGET_C_RATIO:.2}"),
             ratio_c.map(|r| r >= TARGET_C_RATIO),
         );
+        for (patches, goal) in [(Patches::One, TARGET_D_ONE_RATIO), (Patches::Of(TARGET_D_PATCH), TARGET_D_PATCHES_RATIO)] {
+            let ratio = self.tus_row(Kind::Tus, patches).and_then(|row| self.tus_ratio(plan, row));
+            target(
+                format!("(d) tus MB/s, {}, tus/bare", patches.label()),
+                ratio.map(|r| format!("{r:.3}")),
+                format!(">= {goal:.2}"),
+                ratio.map(|r| r >= goal),
+            );
+        }
+        for patches in [Patches::One, Patches::Of(TARGET_D_PATCH)] {
+            let rss = self.tus_row(Kind::Tus, patches).and_then(Row::peak_rss);
+            target(
+                format!("(d) tus peak RSS, {}, {}", mib(plan.tus_size), patches.label()),
+                rss.map(mib),
+                format!("<= {}", mib(TARGET_RSS_ONE)),
+                rss.map(|r| r <= TARGET_RSS_ONE),
+            );
+        }
         let failed: Vec<_> = self.rows.iter().filter(|r| r.failure.is_some()).collect();
         if !failed.is_empty() {
             let names: Vec<_> = failed.iter().map(|r| r.name()).collect();
@@ -1052,29 +1404,33 @@ fn create_probe(graveyard: &mut Vec<tempfile::TempDir>) -> Res<f64> {
 }
 
 /// Runs one scenario. The storage of (c) goes to `graveyard`, to be deleted after the phase.
-async fn scenario(plan: &Plan, pool: &Bytes, row: &Row, graveyard: &mut Vec<tempfile::TempDir>) -> Res<Run> {
+/// `tus_sha256` is the SHA-256 of the upload of (d).
+async fn scenario(plan: &Plan, pool: &Bytes, tus_sha256: &str, row: &Row, graveyard: &mut Vec<tempfile::TempDir>) -> Res<Run> {
     let root = row.root();
-    match row.phase {
-        Phase::One => scenario_one(row.kind, &root, pool, plan.one_size, plan.limit).await,
-        Phase::Many => scenario_many(row.kind, &root, pool, plan.many_count, plan.many_size, plan.limit).await,
-        Phase::Forms => scenario_forms(row.kind, &root, pool, plan.forms, plan.limit, graveyard).await,
+    match (row.phase, row.patches) {
+        (Phase::One, _) => scenario_one(row.kind, &root, pool, plan.one_size, plan.limit).await,
+        (Phase::Many, _) => scenario_many(row.kind, &root, pool, plan.many_count, plan.many_size, plan.limit).await,
+        (Phase::Forms, _) => scenario_forms(row.kind, &root, pool, plan.forms, plan.limit, graveyard).await,
+        (Phase::Tus, None) => scenario_one(row.kind, &root, pool, plan.tus_size, plan.limit).await,
+        (Phase::Tus, Some(patches)) => scenario_tus(plan, row.kind, &root, pool, patches, tus_sha256).await,
     }
 }
 
 fn progress(plan: &Plan, row: &Row, round: usize, run: &Run) {
     let secs = run.elapsed.as_secs_f64();
     let rate = match row.phase {
-        Phase::One => format!("{:>8.1} MB/s", mb_per_s(plan.one_size, run.elapsed)),
-        Phase::Many => format!("{:>8.1} MB/s", mb_per_s(plan.many_count as u64 * plan.many_size, run.elapsed)),
-        Phase::Forms => format!("{:>8.0} uploads/s", plan.forms as f64 / secs),
+        Phase::Forms => format!("{:>8.0} uploads/s", run_rate(plan, row.phase, run.elapsed)),
+        phase => format!("{:>8.1} MB/s", run_rate(plan, phase, run.elapsed)),
     };
     let phase = match row.phase {
         Phase::One => "a",
         Phase::Many => "b",
         Phase::Forms => "c",
+        Phase::Tus => "d",
     };
+    let empty = run.empty_patch.map(|d| format!(", empty PATCH {:.2} ms", d.as_secs_f64() * 1e3)).unwrap_or_default();
     eprintln!(
-        "({phase}) {:<18} run {round}: {rate} in {secs:>7.2}s, peak RSS {}, {} threads",
+        "({phase}) {:<18} run {round}: {rate} in {secs:>7.2}s, peak RSS {}, {} threads{empty}",
         row.name(),
         mib(run.peak_rss),
         run.threads
@@ -1085,19 +1441,35 @@ fn progress(plan: &Plan, row: &Row, round: usize, run: &Run) {
 /// every row alike. A failing diagnostic row is recorded and skipped; any other failure ends it.
 async fn run(plan: &Plan, report: &mut Report) -> Res<()> {
     let pool = data_pool();
-    if report.rows.iter().any(|r| matches!(r.phase, Phase::One | Phase::Many)) {
+    let tus_sha256 = if report.rows.iter().any(|r| r.phase == Phase::Tus && r.kind.is_tus() && r.kind.hashes()) {
+        pool_sha256(&pool, plan.tus_size)
+    } else {
+        String::new()
+    };
+    if report.rows.iter().any(|r| matches!(r.phase, Phase::One | Phase::Many | Phase::Tus)) {
         // Untimed: the first large write of a process tree is slow while the kernel (and, in a VM,
         // the host) first hands out the page-cache memory; the first measured run should not pay.
-        let size = plan.one_size.max(plan.many_count as u64 * plan.many_size);
+        let size = report
+            .rows
+            .iter()
+            .map(|r| match r.phase {
+                Phase::One => plan.one_size,
+                Phase::Many => plan.many_count as u64 * plan.many_size,
+                Phase::Forms => 0,
+                Phase::Tus => plan.tus_size,
+            })
+            .max()
+            .unwrap_or(0);
         let started = Instant::now();
         scenario_one(Kind::Bare, &storage_root(), &pool, size, plan.limit).await.map_err(|e| format!("warm-up: {e}"))?;
         eprintln!("warm-up: one untimed {} upload to a bare server in {:.2}s", mib(size), started.elapsed().as_secs_f64());
     }
-    for phase in [Phase::One, Phase::Many, Phase::Forms] {
+    for phase in [Phase::One, Phase::Many, Phase::Forms, Phase::Tus] {
         let rounds = match phase {
             Phase::One => plan.runs,
             Phase::Many => 1,
             Phase::Forms => plan.form_runs,
+            Phase::Tus => plan.tus_runs,
         };
         let mut graveyard = Vec::new();
         for round in 1..=rounds {
@@ -1107,7 +1479,7 @@ async fn run(plan: &Plan, report: &mut Report) -> Res<()> {
                 report.create_probes.push(us);
             }
             for row in report.rows.iter_mut().filter(|r| r.phase == phase && r.failure.is_none()) {
-                match scenario(plan, &pool, row, &mut graveyard).await {
+                match scenario(plan, &pool, &tus_sha256, row, &mut graveyard).await {
                     Ok(run) => {
                         progress(plan, row, round, &run);
                         row.runs.push(run);
@@ -1128,6 +1500,19 @@ fn flag(name: &str) -> Option<bool> {
     std::env::var(name).ok().map(|v| !matches!(v.trim(), "" | "0" | "false" | "no"))
 }
 
+/// The PATCH sizes of (d): `INTAKE_BENCH_TUS_PATCH_MIB` (comma-separated MiB, fractions
+/// allowed), else 5 MiB.
+fn tus_patches() -> Vec<u64> {
+    let Ok(list) = std::env::var("INTAKE_BENCH_TUS_PATCH_MIB") else { return vec![TARGET_D_PATCH] };
+    let sizes: Vec<u64> = list
+        .split(',')
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .map(|mib| (mib * MIB as f64) as u64)
+        .filter(|&n| n >= KIB)
+        .collect();
+    if sizes.is_empty() { vec![TARGET_D_PATCH] } else { sizes }
+}
+
 fn main() {
     if let Some(kind) = std::env::var_os(SERVE_ENV) {
         serve(&kind.to_string_lossy());
@@ -1137,7 +1522,7 @@ fn main() {
     let runs: Option<usize> = std::env::var("INTAKE_BENCH_RUNS").ok().and_then(|v| v.trim().parse().ok()).filter(|&n| n > 0);
     let plan = Plan {
         quick,
-        phases: std::env::var("INTAKE_BENCH_PHASES").unwrap_or_else(|_| "abc".into()).to_ascii_lowercase(),
+        phases: std::env::var("INTAKE_BENCH_PHASES").unwrap_or_else(|_| "abcd".into()).to_ascii_lowercase(),
         diag: flag("INTAKE_BENCH_DIAG").unwrap_or(true),
         one_size: if quick { 64 * MIB } else { 1 << 30 },
         many_count: if quick { 20 } else { 100 },
@@ -1145,6 +1530,9 @@ fn main() {
         forms: if quick { 2_000 } else { 20_000 },
         runs: runs.unwrap_or(2),
         form_runs: runs.unwrap_or(3),
+        tus_size: if quick { 64 * MIB } else { 1 << 30 },
+        tus_patches: tus_patches(),
+        tus_runs: runs.unwrap_or(3),
         limit: Duration::from_secs(if quick { 120 } else { 600 }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("client runtime");
