@@ -38,7 +38,7 @@ impl DigestHandle {
 pub(crate) const OFFLOAD_AFTER: u64 = if cfg!(test) { 64 * 1024 } else { 32 << 20 };
 
 /// Chunks queued for the hashing thread (bounded: a slow hasher slows the body).
-const OFFLOAD_QUEUE: usize = 8;
+const OFFLOAD_QUEUE: usize = 2;
 
 type Permit = Pin<Box<dyn std::future::Future<Output = Result<OwnedPermit<Bytes>, SendError<()>>> + Send>>;
 

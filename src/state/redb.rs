@@ -9,9 +9,15 @@ const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// Expiry index: (expires_at, id) → ().
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("uploads_by_expiry");
 
-/// Upload records in an embedded [redb](https://www.redb.org) database file: crash-safe (every
-/// change is a durable, atomic transaction), pure Rust, one process at a time (the file is locked
-/// while open). The default state store of [`uploads_router`](crate::uploads_router).
+/// Upload records in an embedded [redb](https://www.redb.org) database file: crash-safe, pure
+/// Rust, one process at a time (the file is locked while open). The default state store of
+/// [`uploads_router`](crate::uploads_router).
+///
+/// Every change is an atomic transaction. Creating, completing and removing an upload, and any
+/// change to what it is (its length, metadata, chunks received), are durable when the call
+/// returns. Progress within an upload (its hash checkpoint and refreshed expiry, written after
+/// every request) is committed without a flush of its own and made durable by the next durable
+/// commit: a crash may lose it, which costs a resumed upload some reading back, never a byte.
 #[derive(Clone)]
 pub struct RedbState {
     db: Arc<Database>,
@@ -55,6 +61,17 @@ fn encode(record: &UploadRecord) -> Result<Vec<u8>, StateError> {
     serde_json::to_vec(record).map_err(StateError::backend)
 }
 
+/// Whether a change must survive a crash on its own. Progress within an upload (the hash
+/// checkpoint, a refreshed expiry) need not: the bytes in the store are the truth for the offset,
+/// and a hash checkpoint that is lost is caught up by reading back the bytes after the one
+/// before it. Everything else (a declared length, chunks received, completion) must.
+fn must_be_durable(old: &UploadRecord, new: &UploadRecord) -> bool {
+    let mut progress_only = old.clone();
+    progress_only.hash = new.hash.clone();
+    progress_only.expires_at = new.expires_at;
+    progress_only != *new
+}
+
 /// Writes `record` and keeps the expiry index in step with the record it replaces.
 fn put(txn: &redb::WriteTransaction, record: &UploadRecord, old: Option<&UploadRecord>) -> Result<(), StateError> {
     let mut records = txn.open_table(RECORDS).map_err(StateError::backend)?;
@@ -91,18 +108,36 @@ impl StateStore for RedbState {
     }
 
     async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
-        let id = id.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(StateError::backend)?;
-            let records = txn.open_table(RECORDS).map_err(StateError::backend)?;
-            let value = records.get(id.as_str()).map_err(StateError::backend)?;
-            value.map(|v| decode(v.value())).transpose()
-        })
-        .await
+        // A point read of a small record, almost always from redb's page cache: cheaper than a
+        // hop to the blocking pool, which every request to an upload would otherwise pay.
+        let txn = self.db.begin_read().map_err(StateError::backend)?;
+        let records = txn.open_table(RECORDS).map_err(StateError::backend)?;
+        let value = records.get(id.as_str()).map_err(StateError::backend)?;
+        value.map(|v| decode(v.value())).transpose()
     }
 
     async fn update(&self, id: &UploadId, change: Change<'_>) -> Result<Option<UploadRecord>, StateError> {
-        // The change borrows from the caller, so it cannot run on the blocking pool: read, change,
+        // On a multi-threaded runtime the whole read-change-write runs in one write transaction
+        // on this thread, handed over to blocking duty for the commit's flush.
+        let multi_thread =
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            return tokio::task::block_in_place(|| {
+                let mut txn = self.db.begin_write().map_err(StateError::backend)?;
+                let Some(old) = get_in(&txn, id)? else { return Ok(None) };
+                let mut new = old.clone();
+                if !change(&mut new) {
+                    return Ok(Some(old));
+                }
+                if !must_be_durable(&old, &new) {
+                    txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
+                }
+                put(&txn, &new, Some(&old))?;
+                txn.commit().map_err(StateError::backend)?;
+                Ok(Some(new))
+            });
+        }
+        // Elsewhere the change, which borrows from the caller, so it cannot run on the blocking pool: read, change,
         // then write only if the record is still the one read (else run the change again on the
         // newer one). redb serialises write transactions, which makes the check-and-write atomic.
         let mut current = self.get(id).await?;
@@ -115,10 +150,13 @@ impl StateStore for RedbState {
             let id = id.clone();
             let outcome = self
                 .blocking(move |db| {
-                    let txn = db.begin_write().map_err(StateError::backend)?;
+                    let mut txn = db.begin_write().map_err(StateError::backend)?;
                     let stored = get_in(&txn, &id)?;
                     if stored.as_ref() != Some(&old) {
                         return Ok(Err(stored));
+                    }
+                    if !must_be_durable(&old, &new) {
+                        txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
                     }
                     put(&txn, &new, Some(&old))?;
                     txn.commit().map_err(StateError::backend)?;
@@ -175,6 +213,13 @@ impl StateStore for RedbState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a single-threaded runtime updates take the optimistic read-then-write path.
+    #[tokio::test(flavor = "current_thread")]
+    async fn conforms_on_a_single_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::conformance::run(&RedbState::open(dir.path().join("uploads.redb")).unwrap()).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conforms_and_survives_reopening() {

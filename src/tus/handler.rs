@@ -141,21 +141,26 @@ async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Respons
     let mut res = empty(StatusCode::CREATED);
     set(&mut res, "location", upload_url(parts, &record.id));
     let with_upload = is_offset_stream(headers);
-    let mut offset = None;
+    let mut record = record;
     if with_upload {
         let outcome = append(app, parts, body, record.clone(), 0, AppendOptions::default()).await;
         match outcome {
-            Ok(done) => offset = Some(done.offset),
+            Ok(done) => {
+                set(&mut res, h::UPLOAD_OFFSET, done.offset.to_string());
+                record = done.record;
+            }
             // The upload exists: a client resumes it from the URL, so the refusal carries it.
-            Err(problem) => return Err(problem.with("location", upload_url(parts, &record.id))),
+            Err(problem) => {
+                let url = upload_url(parts, &record.id);
+                let location = HeaderValue::from_str(&url).expect("an upload URL is ASCII");
+                return Err(problem.with("location", url).with_header(header::LOCATION, location));
+            }
         }
     } else if length == Some(0) {
         finish_empty(app, &record).await?;
+        record.finished = true;
     }
-    if let Some(offset) = offset {
-        set(&mut res, h::UPLOAD_OFFSET, offset.to_string());
-    }
-    expires(&mut res, &app.resumable, &record.id).await;
+    expires(&mut res, &record);
     Ok(res)
 }
 
@@ -267,11 +272,9 @@ async fn create_final(
 }
 
 /// Adds `Upload-Expires` for an unfinished upload.
-async fn expires(res: &mut Response, r: &Resumable, id: &UploadId) {
-    if let Ok(Some(record)) = r.state.get(id).await {
-        if let (false, Some(at)) = (record.finished, record.expires_at) {
-            res.headers_mut().insert(h::UPLOAD_EXPIRES, h::http_date(at));
-        }
+fn expires(res: &mut Response, record: &UploadRecord) {
+    if let (false, Some(at)) = (record.finished, record.expires_at) {
+        res.headers_mut().insert(h::UPLOAD_EXPIRES, h::http_date(at));
     }
 }
 
@@ -342,9 +345,7 @@ async fn head(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Probl
         }
     }
     set(&mut res, "cache-control", "no-store");
-    if let (false, Some(at)) = (record.finished, record.expires_at) {
-        res.headers_mut().insert(h::UPLOAD_EXPIRES, h::http_date(at));
-    }
+    expires(&mut res, &record);
     Ok(res)
 }
 
@@ -367,9 +368,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body) -> Result<Re
     let done = append(app, parts, body, record, given, options).await?;
     let mut res = empty(StatusCode::NO_CONTENT);
     set(&mut res, h::UPLOAD_OFFSET, done.offset.to_string());
-    if done.object.is_none() {
-        expires(&mut res, &app.resumable, &done.record.id).await;
-    }
+    expires(&mut res, &done.record);
     Ok(res)
 }
 
