@@ -29,6 +29,20 @@
 //! | `invalid_chunk`, `missing_upload_id` | 400 | chunked: `?chunk=` outside the upload, no `?upload_id=` |
 //! | `chunks_missing` | 409 | chunked: `complete` before every chunk arrived (lists `missing_chunks`) |
 //! | `upload_finished` | 409 | chunked: a chunk for an upload already completed |
+//! | `upload_expired` | 410 | resumable: the upload expired (until swept; then `upload_not_found`) |
+//! | `upload_interrupted` | 423 | resumable: a newer request took the upload over while this one stalled |
+//! | `state_error` | 500 | resumable: the state store or locker failed (details are logged) |
+//! | `not_supported` | 501 | storage: the backend lacks an optional operation |
+//! | `unsupported_version` | 412 | tus: no `Tus-Resumable: 1.0.0` (with `Tus-Version`) |
+//! | `missing_length`, `invalid_length`, `length_mismatch`, `invalid_header`, `missing_offset` | 400 | tus: length and offset headers missing, malformed or contradicting the upload |
+//! | `invalid_metadata` | 400 | tus: `Upload-Metadata` that is not `key base64` pairs with unique keys |
+//! | `invalid_checksum`, `unsupported_checksum` | 400 | tus: a malformed `Upload-Checksum`, or an algorithm other than sha1, sha256, md5, crc32 |
+//! | `checksum_mismatch` | 460 | tus: the bytes do not match `Upload-Checksum`; nothing was appended |
+//! | `invalid_concat`, `not_partial`, `partial_unfinished` | 400 | tus concatenation: a malformed `Upload-Concat`, or parts that are not finished partial uploads |
+//! | `final_upload` | 403 | tus: a `PATCH` to a final (concatenated) upload |
+//! | `invalid_content_type` | 415 | tus / draft: a `PATCH` without `application/offset+octet-stream` / `application/partial-upload` |
+//! | `unsupported_interop_version`, `missing_upload_complete` | 400 | IETF draft: an interop version other than 6–8, no `Upload-Complete` |
+//! | `inconsistent_length`, `upload_completed` | 400 | IETF draft (problem types `inconsistent-upload-length`, `completed-upload`) |
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
