@@ -242,7 +242,8 @@ async fn chunk_numbers_and_ids_are_checked() {
 
 #[tokio::test]
 async fn an_expired_upload_is_gone() {
-    let server = TestServer::memory(|u| u.expiry(Some(Duration::ZERO))).await;
+    // No sweep from requests: the upload stays, expired, to answer 410.
+    let server = TestServer::memory(|u| u.expiry(Some(Duration::ZERO)).sweep_every(None)).await;
     let id = init(&server, "late.bin", 10, 4).await["id"].as_str().unwrap().to_owned();
     assert_problem(send_chunk(&server, &id, 0, b"abcd").await, 410, "upload_expired").await;
     assert_problem(status(&server, &id).await, 410, "upload_expired").await;

@@ -150,7 +150,8 @@ async fn progress_is_published_under_the_upload_id() {
 async fn expired_uploads_answer_410_and_are_swept() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
-    let uploads = Uploads::new(LocalDisk::new(&root)).state(MemoryState::new()).expiry(Some(Duration::from_secs(1)));
+    let uploads =
+        Uploads::new(LocalDisk::new(&root)).state(MemoryState::new()).expiry(Some(Duration::from_secs(1))).sweep_every(None);
     let sweeper = uploads.sweeper();
     let app = Router::new().nest("/upload", uploads.into_router());
     let server = TestServer::with_app(app, "/upload", Some(dir), Some(root)).await;

@@ -60,7 +60,7 @@ async fn upload_expires_is_an_http_date_a_day_ahead() {
 #[tokio::test]
 async fn expired_uploads_are_gone() {
     let store = InMemory::new();
-    let mut s = Session::new(app(uploads(&store).expiry(Some(Duration::ZERO))));
+    let mut s = Session::new(app(uploads(&store).expiry(Some(Duration::ZERO)).sweep_every(None)));
     s.run(&[
         create("an upload that expires at once", "a", 10),
         head("HEAD of an expired upload", "a").status(410).expect("tus-resumable", "1.0.0"),
@@ -73,7 +73,7 @@ async fn expired_uploads_are_gone() {
 #[tokio::test]
 async fn expiry_after_a_short_time() {
     let store = InMemory::new();
-    let mut s = Session::new(app(uploads(&store).expiry(Some(Duration::from_secs(1)))));
+    let mut s = Session::new(app(uploads(&store).expiry(Some(Duration::from_secs(1))).sweep_every(None)));
     s.run(&[create("an upload that lives a second", "a", 10), head("still there", "a").status(200)]).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     s.run(&[head("expired after its second", "a").status(410)]).await;
