@@ -3,7 +3,7 @@
 //!
 //! | hook | when | can |
 //! |---|---|---|
-//! | [`pre_create`](Hooks::pre_create) | before an upload is created | reject (any status, code, message), rewrite metadata, set the owner |
+//! | [`pre_create`](Hooks::pre_create) | before an upload is created | reject (any status, code, message), rewrite metadata, set the owner and the storage key prefix |
 //! | [`authorize`](Hooks::authorize) | on every request to an existing upload | reject |
 //! | [`post_finish`](Hooks::post_finish) | after an upload became a file | observe (runs in its own task) |
 //! | [`post_terminate`](Hooks::post_terminate) | after an upload was cancelled | observe (runs in its own task) |
@@ -23,6 +23,7 @@
 //!         let tenant = tenant(&create.headers)
 //!             .ok_or_else(|| Problem::new(StatusCode::UNAUTHORIZED, "no_tenant", "send X-Tenant"))?;
 //!         create.meta.extra.insert("tenant".into(), tenant.clone());
+//!         create.key_prefix = intake::storage::KeyPrefix::new(&format!("tenants/{tenant}"));
 //!         create.owner = Some(tenant);
 //!         Ok(create)
 //!     })
@@ -63,6 +64,9 @@ pub struct CreateRequest {
     pub meta: FileMeta,
     /// The owner or tenant recorded with the upload, which [`Hooks::authorize`] can check.
     pub owner: Option<String>,
+    /// The storage key prefix the file is kept under (e.g. the tenant's), so its key becomes
+    /// `{prefix}/{id}`; `None`: the id alone.
+    pub key_prefix: Option<crate::storage::KeyPrefix>,
 }
 
 /// A request to an existing upload, as [`Hooks::authorize`] sees it.

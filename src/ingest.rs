@@ -105,7 +105,7 @@ where
     let declared = DeclaredFile::from_request(&parts.uri, &parts.headers);
     let meta =
         FileMeta { content_type: stored_content_type(&parts.extensions, &declared), name: declared.name, ..FileMeta::default() };
-    let upload = NewUpload { length: declared_length(&parts.headers), meta };
+    let upload = NewUpload { length: declared_length(&parts.headers), meta, key_prefix: None };
     store.put_object(upload, data_stream(body), digests_at_end(&parts.extensions)).await.map_err(|e| e.to_problem())
 }
 

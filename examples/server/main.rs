@@ -29,8 +29,9 @@
 //! `GET /files/{id}`, `GET /progress/{id}`. Resumable upload state is kept in
 //! `{INTAKE_DIR}/state.redb`, so uploads resume after a restart.
 //!
-//! The hooks show the extension points: uploads belong to the tenant named by an `X-Tenant`
-//! header (default `public`) and only that tenant may touch them; file names starting with a dot
+//! The hooks show the extension points: resumable uploads belong to the tenant named by an
+//! `X-Tenant` header (default `public`), are stored under `tenants/{tenant}/`, and only that
+//! tenant may touch them; file names starting with a dot
 //! are refused at creation; finished and cancelled uploads are logged.
 
 use axum::{Router, response::Html, routing::get};
@@ -41,7 +42,7 @@ use intake::{
     rate_limit::RateLimitLayer,
     sniff::ContentPolicy,
     state::{RedbState, UploadRecord, sweep::SweeperHandle},
-    storage::{FsyncPolicy, LocalDisk},
+    storage::{FsyncPolicy, KeyPrefix, LocalDisk},
 };
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 use tokio::sync::watch;
@@ -138,6 +139,10 @@ fn hooks() -> Hooks {
                 return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "hidden_file", "hidden files are not accepted"));
             }
             let tenant = tenant(&create.headers);
+            // Each tenant's files are kept under a prefix of their own: tenants/{tenant}/{id}.
+            create.key_prefix = Some(KeyPrefix::new(&format!("tenants/{tenant}")).ok_or_else(|| {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_tenant", "X-Tenant is 1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'")
+            })?);
             create.meta.extra.insert("tenant".into(), tenant.clone());
             create.owner = Some(tenant);
             Ok(create)

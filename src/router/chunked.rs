@@ -236,6 +236,7 @@ async fn init(State(app): State<AppState>, req: Request) -> Response {
         length: Some(plan.total_size),
         meta,
         owner: None,
+        key_prefix: None,
     };
     let create = match app.resumable.hooks.run_pre_create(create).await {
         Ok(create) => create,
@@ -244,6 +245,7 @@ async fn init(State(app): State<AppState>, req: Request) -> Response {
     let protocol = Protocol::Chunked { chunk_size: plan.chunk_size, chunks: BTreeMap::new() };
     let mut record = UploadRecord::new(UploadId::random(), protocol, Some(plan.total_size), create.meta);
     record.owner = create.owner;
+    record.key_prefix = create.key_prefix;
     record.expires_at = app.resumable.expires_at();
     if let Err(e) = app.resumable.state.insert(&record).await {
         return e.to_problem().into_response();
@@ -344,7 +346,7 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
     } else {
         data_stream(body)
     };
-    let upload = NewUpload { length: Some(expected), meta: FileMeta::default() };
+    let upload = NewUpload { length: Some(expected), meta: FileMeta::default(), key_prefix: record.key_prefix.clone() };
     let object = app.store.put_object(upload, data, Box::new(Digests::default)).await.map_err(|e| match e {
         StoreError::Incomplete { offset, .. } => wrong_size(n, expected, Some(offset)),
         StoreError::LengthExceeded { .. } => wrong_size(n, expected, None),
@@ -505,7 +507,7 @@ async fn join_chunks(app: &AppState, parts: &Parts) -> Result<(UploadId, StoredO
     }
     let mut algorithms = vec![HashAlgorithm::Sha256];
     algorithms.extend(app.config.algorithms.iter().copied().filter(|a| *a != HashAlgorithm::Sha256));
-    let upload = NewUpload { length: Some(plan.total_size), meta };
+    let upload = NewUpload { length: Some(plan.total_size), meta, key_prefix: record.key_prefix.clone() };
     let object = assemble(app.store.as_ref(), &parts_in_order, upload, &algorithms).await.map_err(|e| e.to_problem())?;
 
     // Finished before the chunks go: a crash in between leaves chunks for the sweeper, never an

@@ -364,8 +364,10 @@ async fn receive_file(
         meta.extra.insert("field".into(), name);
     }
     let digests_at_end = Box::new(move || digests.get().cloned().unwrap_or_default());
-    app.store.put_object(NewUpload { length: None, meta }, data_stream(body), digests_at_end).await.map_err(|e| match e {
-        crate::storage::StoreError::Body(source) => field_problem(source),
-        other => other.to_problem(),
-    })
+    app.store.put_object(NewUpload { length: None, meta, key_prefix: None }, data_stream(body), digests_at_end).await.map_err(
+        |e| match e {
+            crate::storage::StoreError::Body(source) => field_problem(source),
+            other => other.to_problem(),
+        },
+    )
 }

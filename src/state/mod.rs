@@ -106,6 +106,9 @@ pub struct UploadRecord {
     /// hook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The prefix the upload's object (and a chunked upload's chunks) are kept under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<crate::storage::KeyPrefix>,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
     /// When an unfinished upload expires (seconds since the Unix epoch); `None` never.
@@ -132,6 +135,7 @@ impl UploadRecord {
             length,
             meta,
             owner: None,
+            key_prefix: None,
             created_at: crate::storage::now_secs(),
             expires_at: None,
             hash: None,

@@ -8,7 +8,7 @@
 //! ```
 //! Each check panics with a message naming the broken rule.
 
-use super::{ByteStream, Digests, FileMeta, NewUpload, Store, StoreError, StoreExt};
+use super::{ByteStream, Digests, FileMeta, KeyPrefix, NewUpload, Store, StoreError, StoreExt};
 use crate::id::UploadId;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -37,11 +37,32 @@ pub async fn run(store: &dyn Store) {
     one_shot_declared_length(store).await;
     delete(store).await;
     optional_operations(store).await;
+    key_prefixes(store).await;
+}
+
+/// An upload created under a key prefix keeps it, as a resumable upload and as a one-shot one.
+async fn key_prefixes(store: &dyn Store) {
+    let prefix = KeyPrefix::new("tenants/acme").expect("a valid prefix");
+    let upload = NewUpload { length: Some(3), key_prefix: Some(prefix.clone()), ..NewUpload::default() };
+    let info = store.create(upload.clone()).await.expect("create");
+    assert_eq!(info.key_prefix.as_ref(), Some(&prefix));
+    store.write(&info.id, 0, chunks(&[b"abc"])).await.expect("write");
+    let object = store.finish(&info.id, Digests::default(), None).await.expect("finish");
+    assert_eq!(object.key(), format!("tenants/acme/{}", info.id), "the key is the prefix and the id");
+    assert_eq!(store.head(&info.id).await.expect("head").key_prefix.as_ref(), Some(&prefix));
+    assert_eq!(read_all(store, &info.id, None).await, b"abc");
+    let put = store.put(upload, chunks(&[b"x", b"yz"])).await.expect("put");
+    assert_eq!(put.key_prefix.as_ref(), Some(&prefix));
+    assert_eq!(read_all(store, &put.id, Some(1..3)).await, b"yz");
+    for id in [&info.id, &put.id] {
+        store.delete(id).await.expect("delete");
+        assert!(matches!(store.head(id).await, Err(StoreError::NotFound(_))), "deleted");
+    }
 }
 
 /// `finish` may replace the metadata, and the optional operations a store advertises work.
 async fn optional_operations(store: &dyn Store) {
-    let info = store.create(NewUpload { length: None, meta: FileMeta::default() }).await.expect("create");
+    let info = store.create(NewUpload { length: None, meta: FileMeta::default(), key_prefix: None }).await.expect("create");
     store.write(&info.id, 0, chunks(&[b"hello", b" world"])).await.expect("write");
     let can = store.capabilities();
     if can.read_partial {
@@ -70,7 +91,7 @@ async fn optional_operations(store: &dyn Store) {
 
 async fn write_finish_read(store: &dyn Store) {
     let meta = FileMeta { name: Some("a.txt".into()), content_type: Some("text/plain".into()), ..FileMeta::default() };
-    let info = store.create(NewUpload { length: None, meta: meta.clone() }).await.expect("create");
+    let info = store.create(NewUpload { length: None, meta: meta.clone(), key_prefix: None }).await.expect("create");
     assert_eq!(info.offset, 0, "a new upload starts at offset 0");
     let other = store.create(NewUpload::default()).await.expect("create");
     assert_ne!(info.id, other.id, "ids are unique");

@@ -1,7 +1,7 @@
 //! Local disk: the default store.
 
 use super::{
-    ByteStream, Capabilities, Digests, DigestsAtEnd, FileMeta, LengthCheck, NewUpload, ObjectRead, Store, StoreError,
+    ByteStream, Capabilities, Digests, DigestsAtEnd, FileMeta, KeyPrefix, LengthCheck, NewUpload, ObjectRead, Store, StoreError,
     StoredObject, UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
 };
 use crate::id::UploadId;
@@ -104,8 +104,14 @@ impl LocalDisk {
         self.inner.root.join("partial").join(id.as_str())
     }
 
-    fn object(&self, id: &UploadId) -> PathBuf {
-        self.inner.root.join("objects").join(id.as_str())
+    /// Where an object's bytes are: `objects/{prefix}/{id}`, or `objects/{id}`.
+    fn object(&self, prefix: Option<&KeyPrefix>, id: &UploadId) -> PathBuf {
+        self.inner.root.join("objects").join(KeyPrefix::key(prefix, id))
+    }
+
+    /// Where an object's description is, whatever its prefix: `objects/{id}.json`.
+    fn description(&self, id: &UploadId) -> PathBuf {
+        self.inner.root.join("objects").join(format!("{id}.json"))
     }
 
     /// Runs filesystem work on the blocking pool: each store operation is one hop there, which
@@ -248,8 +254,14 @@ impl Drop for RemoveOnDrop {
 #[async_trait]
 impl Store for LocalDisk {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        let info =
-            UploadInfo { id: UploadId::random(), offset: 0, length: upload.length, meta: upload.meta, created_at: now_secs() };
+        let info = UploadInfo {
+            id: UploadId::random(),
+            offset: 0,
+            length: upload.length,
+            meta: upload.meta,
+            created_at: now_secs(),
+            key_prefix: upload.key_prefix,
+        };
         let (root, data, sync) = (self.inner.root.clone(), self.partial(&info.id), self.inner.fsync == FsyncPolicy::Always);
         let created = info.clone();
         Self::blocking(move || {
@@ -321,21 +333,32 @@ impl Store for LocalDisk {
 
     async fn finish(&self, id: &UploadId, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError> {
         let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        let (partial, target, id) = (self.partial(id), self.object(id), id.clone());
-        let (sync, objects) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"));
+        let (partial, description, id) = (self.partial(id), self.description(id), id.clone());
+        let (sync, objects, store) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"), self.clone());
         Self::blocking(move || {
             let info = info_at(&partial, &id)?;
             if let Some(length) = info.length.filter(|&l| l != info.offset) {
                 return Err(StoreError::Incomplete { offset: info.offset, length });
             }
             let meta = meta.unwrap_or(info.meta);
-            let object = StoredObject { id: info.id, size: info.offset, meta, digests, created_at: info.created_at };
+            let target = store.object(info.key_prefix.as_ref(), &id);
+            let object = StoredObject {
+                id: info.id,
+                size: info.offset,
+                meta,
+                digests,
+                created_at: info.created_at,
+                key_prefix: info.key_prefix,
+            };
             if sync {
                 File::open(&partial)?.sync_all()?;
             }
+            if object.key_prefix.is_some() {
+                fs::create_dir_all(target.parent().expect("an object path has a parent"))?;
+            }
             fs::rename(&partial, &target)?;
             // The metadata is the commit point: until it is in place, the object does not exist.
-            write_json_atomic(&target.with_extension("json"), &object, sync)?;
+            write_json_atomic(&description, &object, sync)?;
             if sync {
                 File::open(&objects)?.sync_all()?;
             }
@@ -401,15 +424,16 @@ impl Store for LocalDisk {
     }
 
     async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError> {
-        let (path, id) = (self.object(id).with_extension("json"), id.clone());
+        let (path, id) = (self.description(id), id.clone());
         Self::blocking(move || read_json(&path, &id)).await
     }
 
     async fn read(&self, id: &UploadId, range: Option<Range<u64>>) -> Result<ObjectRead, StoreError> {
-        let (path, id) = (self.object(id), id.clone());
+        let (description, id, store) = (self.description(id), id.clone(), self.clone());
         let (object, range, file) = Self::blocking(move || {
-            let object: StoredObject = read_json(&path.with_extension("json"), &id)?;
+            let object: StoredObject = read_json(&description, &id)?;
             let range = resolve_range(range, object.size)?;
+            let path = store.object(object.key_prefix.as_ref(), &id);
             let mut file = File::open(&path).map_err(not_found(&id))?;
             file.seek(SeekFrom::Start(range.start))?;
             Ok((object, range, file))
@@ -428,14 +452,15 @@ impl Store for LocalDisk {
         // The data goes straight to objects/{id}: invisible until its metadata is renamed into
         // place, which is the commit point, as for finish(). No resumable record is kept.
         let id = UploadId::random();
-        let path = self.object(&id);
-        let mut guard = RemoveOnDrop(vec![path.with_extension("json"), path.clone()]);
-        let (root, target) = (self.inner.root.clone(), path.clone());
+        let path = self.object(upload.key_prefix.as_ref(), &id);
+        let description = self.description(&id);
+        let mut guard = RemoveOnDrop(vec![description.clone(), path.clone()]);
+        let target = path.clone();
         let open: Opener = Box::new(move || {
             let create = || OpenOptions::new().write(true).create_new(true).open(&target);
             match create() {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(root.join("objects"))?;
+                    fs::create_dir_all(target.parent().expect("an object path has a parent"))?;
                     Ok(create()?)
                 }
                 other => Ok(other?),
@@ -449,14 +474,21 @@ impl Store for LocalDisk {
             out.push(chunk).await?;
         }
         let size = length.end()?;
-        let object = StoredObject { id, size, meta: upload.meta, digests: digests(), created_at: now_secs() };
+        let object = StoredObject {
+            id,
+            size,
+            meta: upload.meta,
+            digests: digests(),
+            created_at: now_secs(),
+            key_prefix: upload.key_prefix,
+        };
         let (sync, objects, meta) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"), object.clone());
         out.finish(move |file| {
             if sync {
                 file.sync_all()?;
             }
             drop(file);
-            write_json_atomic(&path.with_extension("json"), &meta, sync)?;
+            write_json_atomic(&description, &meta, sync)?;
             if sync {
                 File::open(&objects)?.sync_all()?;
             }
@@ -468,10 +500,11 @@ impl Store for LocalDisk {
     }
 
     async fn delete(&self, id: &UploadId) -> Result<(), StoreError> {
-        let (path, id) = (self.object(id), id.clone());
+        let (description, id, store) = (self.description(id), id.clone(), self.clone());
         Self::blocking(move || {
-            fs::remove_file(path.with_extension("json")).map_err(not_found(&id))?;
-            let _ = fs::remove_file(path);
+            let object: StoredObject = read_json(&description, &id)?;
+            fs::remove_file(&description).map_err(not_found(&id))?;
+            let _ = fs::remove_file(store.object(object.key_prefix.as_ref(), &id));
             Ok(())
         })
         .await

@@ -52,8 +52,14 @@ impl InMemory {
 #[async_trait]
 impl Store for InMemory {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        let info =
-            UploadInfo { id: UploadId::random(), offset: 0, length: upload.length, meta: upload.meta, created_at: now_secs() };
+        let info = UploadInfo {
+            id: UploadId::random(),
+            offset: 0,
+            length: upload.length,
+            meta: upload.meta,
+            created_at: now_secs(),
+            key_prefix: upload.key_prefix,
+        };
         self.inner.uploads.lock().expect("lock poisoned").insert(info.id.clone(), (info.clone(), BytesMut::new()));
         Ok(info)
     }
@@ -91,7 +97,14 @@ impl Store for InMemory {
         }
         let (info, data) = uploads.remove(id).expect("checked above");
         let meta = meta.unwrap_or(info.meta);
-        let object = StoredObject { id: info.id, size: info.offset, meta, digests, created_at: info.created_at };
+        let object = StoredObject {
+            id: info.id,
+            size: info.offset,
+            meta,
+            digests,
+            created_at: info.created_at,
+            key_prefix: info.key_prefix,
+        };
         self.inner.objects.lock().expect("lock poisoned").insert(id.clone(), (object.clone(), data.freeze()));
         Ok(object)
     }
@@ -162,6 +175,7 @@ impl Store for InMemory {
             meta: upload.meta,
             digests: digests(),
             created_at: now_secs(),
+            key_prefix: upload.key_prefix,
         };
         self.inner.objects.lock().expect("lock poisoned").insert(object.id.clone(), (object.clone(), buf.freeze()));
         Ok(object)

@@ -75,6 +75,57 @@ pub struct NewUpload {
     pub length: Option<u64>,
     /// Metadata kept with the upload and the object.
     pub meta: FileMeta,
+    /// Where the object is kept: under this prefix (`{prefix}/{id}`), e.g. a tenant's.
+    pub key_prefix: Option<KeyPrefix>,
+}
+
+/// A prefix of storage keys, such as a tenant's: one to eight `/`-separated segments of 1 to 64
+/// characters from `[A-Za-z0-9._-]`, none of them `.` or `..`. A valid prefix is always a safe
+/// relative path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    /// Validates a prefix (leading and trailing `/` are ignored).
+    pub fn new(prefix: &str) -> Option<Self> {
+        let trimmed = prefix.trim_matches('/');
+        let segments: Vec<_> = trimmed.split('/').collect();
+        let ok = (1..=8).contains(&segments.len())
+            && segments.iter().all(|s| {
+                (1..=64).contains(&s.len())
+                    && *s != "."
+                    && *s != ".."
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            });
+        ok.then(|| Self(trimmed.to_owned()))
+    }
+
+    /// The prefix, without leading or trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key of an object under this prefix (`None`: the id alone).
+    pub fn key(prefix: Option<&KeyPrefix>, id: &UploadId) -> String {
+        match prefix {
+            Some(p) => format!("{}/{id}", p.0),
+            None => id.to_string(),
+        }
+    }
+}
+
+impl TryFrom<String> for KeyPrefix {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::new(&s).ok_or_else(|| format!("not a key prefix: {s:?}"))
+    }
+}
+
+impl From<KeyPrefix> for String {
+    fn from(p: KeyPrefix) -> String {
+        p.0
+    }
 }
 
 /// Digests of an object's bytes, keyed by algorithm name (RFC 9530 names: `sha-256`, `md5`, ...).
@@ -106,6 +157,9 @@ pub struct UploadInfo {
     pub meta: FileMeta,
     /// Seconds since the Unix epoch when the upload was created.
     pub created_at: u64,
+    /// The prefix its object will be kept under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<KeyPrefix>,
 }
 
 /// A finished, readable object.
@@ -121,6 +175,16 @@ pub struct StoredObject {
     pub digests: Digests,
     /// Seconds since the Unix epoch when the upload was created.
     pub created_at: u64,
+    /// The prefix it is kept under: its storage key is `{prefix}/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<KeyPrefix>,
+}
+
+impl StoredObject {
+    /// Its storage key: `{prefix}/{id}`, or the id alone.
+    pub fn key(&self) -> String {
+        KeyPrefix::key(self.key_prefix.as_ref(), &self.id)
+    }
 }
 
 /// A byte range of an object being read.
@@ -462,5 +526,19 @@ pub(crate) fn check_room(chunk: &Bytes, written: u64, room: Option<u64>, length:
     match (room, length) {
         (Some(room), Some(length)) if written + chunk.len() as u64 > room => Err(StoreError::LengthExceeded { length }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod key_prefix_tests {
+    use super::KeyPrefix;
+
+    #[test]
+    fn prefixes_are_safe_relative_paths() {
+        assert_eq!(KeyPrefix::new("/tenants/acme-1/").unwrap().as_str(), "tenants/acme-1");
+        for bad in ["", "/", "a//b", "../x", "a/./b", "a/..", "a b", "a\\b", "ä", &"x".repeat(65), "1/2/3/4/5/6/7/8/9"] {
+            assert_eq!(KeyPrefix::new(bad), None, "{bad:?}");
+        }
+        assert_eq!(serde_json::from_str::<KeyPrefix>("\"../etc\"").ok(), None, "deserialising validates too");
     }
 }

@@ -190,11 +190,21 @@ pub(crate) async fn new_upload(
     kind: Protocol,
 ) -> Result<UploadRecord, Problem> {
     let r = &app.resumable;
-    let asked = CreateRequest { protocol, headers: parts.headers.clone(), uri: parts.uri.clone(), length, meta, owner: None };
+    let asked = CreateRequest {
+        protocol,
+        headers: parts.headers.clone(),
+        uri: parts.uri.clone(),
+        length,
+        meta,
+        owner: None,
+        key_prefix: None,
+    };
     let allowed = r.hooks.run_pre_create(asked).await?;
-    let info = r.store.create(NewUpload { length, meta: allowed.meta.clone() }).await.map_err(|e| e.to_problem())?;
+    let upload = NewUpload { length, meta: allowed.meta.clone(), key_prefix: allowed.key_prefix.clone() };
+    let info = r.store.create(upload).await.map_err(|e| e.to_problem())?;
     let mut record = UploadRecord::new(info.id, kind, length, allowed.meta);
     record.owner = allowed.owner;
+    record.key_prefix = allowed.key_prefix;
     record.expires_at = r.expires_at();
     record.hash = r.fresh_checkpoint();
     if let Err(e) = r.state.insert(&record).await {
@@ -247,13 +257,13 @@ async fn create_final(
         length: Some(length),
         meta,
         owner: None,
+        key_prefix: None,
     };
     let allowed = r.hooks.run_pre_create(asked).await?;
     let mut stored_meta = allowed.meta.clone();
     stored_meta.content_type = detected.clone().or(stored_meta.content_type);
-    let object = assemble(r.store.as_ref(), &ids, NewUpload { length: Some(length), meta: stored_meta }, &app.config.algorithms)
-        .await
-        .map_err(|e| e.to_problem())?;
+    let upload = NewUpload { length: Some(length), meta: stored_meta, key_prefix: allowed.key_prefix.clone() };
+    let object = assemble(r.store.as_ref(), &ids, upload, &app.config.algorithms).await.map_err(|e| e.to_problem())?;
     let mut record = UploadRecord::new(
         object.id.clone(),
         Protocol::Tus { metadata: raw_meta, concat: Concat::Final(ids) },
@@ -261,6 +271,7 @@ async fn create_final(
         allowed.meta,
     );
     record.owner = allowed.owner;
+    record.key_prefix = allowed.key_prefix;
     record.expires_at = r.expires_at();
     record.detected_type = detected;
     record.finished = true;

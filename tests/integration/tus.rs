@@ -186,3 +186,32 @@ async fn requests_start_sweeps_without_a_sweeper_task() {
     let abandoned_id = abandoned.rsplit('/').next().unwrap();
     assert!(!server.partial_files().iter().any(|f| f.starts_with(abandoned_id)), "{:?}", server.partial_files());
 }
+
+#[tokio::test]
+async fn the_pre_create_hook_puts_files_under_a_tenant_prefix() {
+    use intake::{hooks::Hooks, storage::KeyPrefix};
+    let hooks = Hooks::new().pre_create(|mut create: intake::hooks::CreateRequest| async move {
+        let tenant = create.headers.get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or("public").to_owned();
+        create.key_prefix = KeyPrefix::new(&format!("tenants/{tenant}"));
+        create.owner = Some(tenant);
+        Ok(create)
+    });
+    let server = TestServer::disk(|u| u.hooks(hooks)).await;
+    let data = pseudo_random(70_000, 9);
+    let res = server
+        .client
+        .post(server.url("/tus/"))
+        .header(TUS.0, TUS.1)
+        .header("x-tenant", "acme")
+        .header("upload-length", data.len())
+        .send()
+        .await
+        .unwrap();
+    let location = header(&res, "location").unwrap();
+    assert_eq!(patch(&server, &location, 0, data.clone()).await.status(), 204);
+    let id = location.rsplit('/').next().unwrap();
+    let stored = server.root().join("objects").join("tenants").join("acme").join(id);
+    assert_eq!(std::fs::read(&stored).expect("the file is under the tenant's prefix"), data);
+    let res = server.client.get(server.url(&format!("/files/{id}"))).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap(), data, "and downloads as before");
+}
