@@ -10,6 +10,7 @@
 //! resume it, and starts again.
 
 use super::handler::{AppendOptions, Appended, append, check_max, current_offset, new_upload, terminate, upload_url};
+use super::headers::bad;
 use crate::{
     error::Problem,
     ingest::{UploadResponse, UploadedFile},
@@ -35,10 +36,6 @@ const INCONSISTENT_LENGTH: &str = "https://iana.org/assignments/http-problem-typ
 
 /// The interop versions served.
 const VERSIONS: std::ops::RangeInclusive<i64> = 6..=8;
-
-fn bad(code: &'static str, detail: impl Into<std::borrow::Cow<'static, str>>) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, code, detail)
-}
 
 /// A structured-field integer (RFC 9651): at most 15 digits, parameters ignored.
 fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {

@@ -170,12 +170,9 @@ fn is_offset_stream(headers: &HeaderMap) -> bool {
 
 pub(crate) fn check_max(app: &AppState, length: Option<u64>) -> Result<(), Problem> {
     match length {
-        Some(length) if length > app.config.max_raw_body => Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the upload is {length} bytes, over the limit of {}", app.config.max_raw_body),
-        )
-        .with("limit", app.config.max_raw_body)),
+        Some(length) if length > app.config.max_raw_body => {
+            Err(crate::limit::too_large_problem(app.config.max_raw_body, Some(length)))
+        }
         _ => Ok(()),
     }
 }
