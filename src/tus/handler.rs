@@ -494,6 +494,15 @@ pub(crate) async fn append(
         }
     }
     let room = record.length.unwrap_or(app.config.max_raw_body).saturating_sub(offset);
+    // A request that says up front it carries more than fits is refused before a byte is
+    // appended (one without a Content-Length is cut off at the limit as it streams).
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > room) {
+        let length = record.length.unwrap_or(app.config.max_raw_body);
+        return Err(StoreError::LengthExceeded { length }
+            .to_problem()
+            .with_header(http::HeaderName::from_static(h::UPLOAD_OFFSET), HeaderValue::from(offset)));
+    }
     let trailers = Arc::new(Mutex::new(None));
     let mut data = with_trailers(body, trailers.clone());
     // The upload's first bytes decide its content, before any of this request's is stored: every
