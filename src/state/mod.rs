@@ -120,6 +120,11 @@ pub struct UploadRecord {
     /// file gets when it is finished; `meta.content_type` keeps what the client declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_type: Option<String>,
+    /// Set while a request whose bytes must be verified (tus `Upload-Checksum`) writes from this
+    /// offset: if a crash cuts it short, the bytes after it were never verified and are dropped
+    /// before the upload goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified_from: Option<u64>,
     /// Set once the upload became an object: the record stays (for `HEAD`, and a retried
     /// completion) until it expires.
     #[serde(default)]
@@ -140,6 +145,7 @@ impl UploadRecord {
             expires_at: None,
             hash: None,
             detected_type: None,
+            unverified_from: None,
             finished: false,
         }
     }

@@ -323,7 +323,9 @@ pub(crate) async fn current_offset(r: &Resumable, record: &UploadRecord) -> Resu
     if record.finished {
         return Ok(r.store.head(&record.id).await.map_err(|e| e.to_problem())?.size);
     }
-    Ok(r.store.info(&record.id).await.map_err(|e| e.to_problem())?.offset)
+    let stored = r.store.info(&record.id).await.map_err(|e| e.to_problem())?.offset;
+    // Bytes a checksummed request is still writing (or a crash left unverified) do not count.
+    Ok(record.unverified_from.map_or(stored, |verified| verified.min(stored)))
 }
 
 async fn head(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
@@ -466,7 +468,15 @@ pub(crate) async fn append(
         }
         return Ok(Appended { record, offset: size, object: None });
     }
-    let offset = r.store.info(&record.id).await.map_err(|e| e.to_problem())?.offset;
+    let mut offset = r.store.info(&record.id).await.map_err(|e| e.to_problem())?.offset;
+    // A checksummed request that a crash cut short left bytes nobody verified: drop them.
+    if let Some(verified) = record.unverified_from {
+        if offset > verified {
+            r.store.truncate(&record.id, verified).await.map_err(|e| e.to_problem())?;
+            offset = verified;
+        }
+        record = set_unverified(r, &record, None).await?;
+    }
     if given != offset {
         return Err(mismatch(offset, given));
     }
@@ -551,6 +561,17 @@ pub(crate) async fn append(
         progress,
     };
     let (stream, tap, progress) = append.wrap(data);
+    // Bytes that must be verified are marked as such until they are, so that a crash in between
+    // cannot leave them in the upload.
+    let announced_trailer = parts
+        .headers
+        .get_all(header::TRAILER)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|n| n.trim().eq_ignore_ascii_case(h::UPLOAD_CHECKSUM))));
+    let verifying = options.checksum.is_some() || announced_trailer;
+    if verifying {
+        record = set_unverified(r, &record, Some(offset)).await?;
+    }
     let written = r.store.write(&record.id, offset, stream).await;
     let hashed = tap.take().await;
     let new_offset = match &written {
@@ -558,6 +579,16 @@ pub(crate) async fn append(
         Err(_) => r.store.info(&record.id).await.map(|i| i.offset).unwrap_or(offset),
     };
     let progress = progress.lock().expect("progress lock poisoned").take();
+    // A request that had to be verified and did not arrive whole appends nothing.
+    if let (true, Err(e)) = (verifying, &written) {
+        let problem = append_error_ref(e);
+        r.store.truncate(&record.id, offset).await.map_err(|e| e.to_problem())?;
+        set_unverified(r, &record, None).await?;
+        if let Some(p) = &progress {
+            p.send(offset, ProgressState::Receiving, None);
+        }
+        return Err(problem.with_header(http::HeaderName::from_static(h::UPLOAD_OFFSET), HeaderValue::from(offset)));
+    }
     // A checksum that does not match undoes this request's bytes. It comes as a header (and was
     // computed while the bytes streamed) or as a trailer (checked by reading the bytes back).
     if written.is_ok() {
@@ -576,6 +607,7 @@ pub(crate) async fn append(
         };
         if let Some(verdict) = verdict.filter(|v| !matches!(v, Ok(true))) {
             r.store.truncate(&record.id, offset).await.map_err(|e| e.to_problem())?;
+            set_unverified(r, &record, None).await?;
             if let Some(p) = &progress {
                 p.send(offset, ProgressState::Receiving, None);
             }
@@ -607,6 +639,7 @@ pub(crate) async fn append(
         .update(&record.id, &mut |rec| {
             rec.hash = saved.clone();
             rec.expires_at = expires_at;
+            rec.unverified_from = None;
             if detected.is_some() {
                 rec.detected_type = detected.clone();
             }
@@ -690,11 +723,27 @@ async fn check_trailer(r: &Resumable, id: &UploadId, range: std::ops::Range<u64>
 
 /// What a client sees when its append failed part-way (the bytes before the failure stay).
 fn append_error(e: StoreError) -> Problem {
+    append_error_ref(&e)
+}
+
+fn append_error_ref(e: &StoreError) -> Problem {
     match e {
         StoreError::Body(err) if is_interrupted(err.as_ref()) => interrupted_problem(),
         StoreError::Body(err) => Problem::from_body_error(err.as_ref()),
         other => other.to_problem(),
     }
+}
+
+/// Marks (or clears) where an upload's unverified bytes start.
+async fn set_unverified(r: &Resumable, record: &UploadRecord, from: Option<u64>) -> Result<UploadRecord, Problem> {
+    r.state
+        .update(&record.id, &mut |rec| {
+            rec.unverified_from = from;
+            true
+        })
+        .await
+        .map_err(|e| e.to_problem())?
+        .ok_or_else(|| not_found(record.id.as_str()))
 }
 
 fn is_interrupted(err: &(dyn std::error::Error + 'static)) -> bool {

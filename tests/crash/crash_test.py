@@ -5,7 +5,9 @@
    HEAD reports an offset that the bytes on disk back (the resumed upload ends byte-identical),
    the client resumes from it, and the whole-upload SHA-256 (continued across the crash) is right.
 2. SIGKILL between two PATCHes: after the restart HEAD reports exactly the bytes acknowledged.
-3. Two concurrent PATCHes to one upload: one proceeds, the other is refused with 409 or 423, and
+3. SIGKILL in the middle of a PATCH that carries Upload-Checksum: its bytes were never verified,
+   so after the restart HEAD reports the offset before it and none of them stay.
+4. Two concurrent PATCHes to one upload: one proceeds, the other is refused with 409 or 423, and
    the bytes never interleave.
 
 Usage: python3 tests/crash/crash_test.py path/to/server-binary
@@ -163,6 +165,41 @@ def crash_between_patches(store):
         server.wait(timeout=30)
 
 
+def crash_mid_checksummed_patch(store):
+    import base64
+    data = random.Random(3).randbytes(24 * MIB)
+    port = free_port()
+    server = start(store, port)
+    url = create(port, len(data))
+    first = 4 * MIB
+    status, _, _ = patch(port, url, 0, data[:first])
+    check(status == 204, "a first PATCH without checksum is stored")
+    digest = base64.b64encode(hashlib.sha1(data[first:]).digest()).decode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {first}\r\n"
+                  f"Upload-Checksum: sha1 {digest}\r\n"
+                  f"Content-Type: application/offset+octet-stream\r\nContent-Length: {len(data) - first}\r\n\r\n").encode())
+    sent = first
+    while sent < 16 * MIB:
+        sock.sendall(data[sent:sent + MIB])
+        sent += MIB
+    time.sleep(0.5)
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=10)
+    sock.close()
+    server = start(store, port)
+    try:
+        at = offset(port, url)
+        check(at == first, f"after kill -9 mid checksummed PATCH, HEAD reports the verified {first} bytes ({at})")
+        status, _, _ = patch(port, url, at, data[at:])
+        check(status == 204, "the upload goes on from there")
+        h, body = download(port, url)
+        check(body == data and h.get("etag") == f'"{hashlib.sha256(data).hexdigest()}"', "byte-identical, with the right SHA-256")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def concurrent_patches(store):
     data_a = b"A" * (4 * MIB)
     data_b = b"B" * (4 * MIB)
@@ -190,7 +227,7 @@ def concurrent_patches(store):
 
 
 if __name__ == "__main__":
-    for case in (crash_mid_patch, crash_between_patches, concurrent_patches):
+    for case in (crash_mid_patch, crash_between_patches, crash_mid_checksummed_patch, concurrent_patches):
         with tempfile.TemporaryDirectory() as store:
             print(f"== {case.__name__}")
             case(store)

@@ -215,3 +215,35 @@ async fn the_pre_create_hook_puts_files_under_a_tenant_prefix() {
     let res = server.client.get(server.url(&format!("/files/{id}"))).send().await.unwrap();
     assert_eq!(res.bytes().await.unwrap(), data, "and downloads as before");
 }
+
+#[tokio::test]
+async fn a_checksummed_patch_that_breaks_off_appends_nothing() {
+    let server = TestServer::default_disk().await;
+    let data = pseudo_random(400_000, 11);
+    let location = create(&server, data.len()).await;
+    assert_eq!(patch(&server, &location, 0, data[..100_000].to_vec()).await.status(), 204);
+    // A PATCH with Upload-Checksum whose client goes away half-way: its bytes were never
+    // verified, so none of them may stay.
+    let mut conn = RawConn::connect(server.addr).await;
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 100000\r\n\
+         Upload-Checksum: sha1 {}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 300000\r\n\r\n",
+        base64_sha1(&data[100_000..])
+    );
+    conn.send(head.as_bytes()).await;
+    conn.send(&data[100_000..250_000]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(conn);
+    assert_eq!(offset(&server, &location).await, (200, Some(100_000)), "only verified bytes count");
+    let res = patch(&server, &location, 100_000, data[100_000..].to_vec()).await;
+    assert_eq!(res.status(), 204, "the upload continues from the verified offset");
+    let res = server.client.get(server.absolute(&location)).header(TUS.0, TUS.1).send().await.unwrap();
+    assert_eq!(header(&res, "etag").unwrap(), format!("\"{}\"", sha256_hex(&data)));
+    assert_eq!(res.bytes().await.unwrap(), data);
+}
+
+fn base64_sha1(data: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(data))
+}
