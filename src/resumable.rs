@@ -59,7 +59,8 @@ impl Resumable {
         {
             return;
         }
-        let sweeper = crate::state::sweep::Sweeper::new(self.state.clone(), self.store.clone(), self.locker.clone());
+        let sweeper = crate::state::sweep::Sweeper::new(self.state.clone(), self.store.clone(), self.locker.clone())
+            .orphans_after(self.config.expiry);
         tokio::spawn(async move {
             match sweeper.sweep().await {
                 Ok(report) if report != Default::default() => tracing::info!(?report, "swept expired uploads"),

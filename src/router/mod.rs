@@ -226,7 +226,7 @@ impl Uploads {
     /// A sweeper that removes expired uploads of this router's backends; run it with
     /// [`Sweeper::spawn`].
     pub fn sweeper(&self) -> Sweeper {
-        Sweeper::new(self.state.clone(), self.store.clone(), self.locker.clone())
+        Sweeper::new(self.state.clone(), self.store.clone(), self.locker.clone()).orphans_after(self.config.expiry)
     }
 
     /// The content policy.

@@ -15,6 +15,9 @@ pub struct SweepReport {
     pub forgotten: usize,
     /// Uploads skipped because a request held them.
     pub busy: usize,
+    /// Unfinished uploads the store held without a record (a crash between creating and
+    /// recording them), removed once older than [`Sweeper::orphans_after`].
+    pub orphans: usize,
 }
 
 /// Removes expired uploads. [`Sweeper::spawn`] runs it every minute (by default) until the
@@ -26,12 +29,28 @@ pub struct Sweeper {
     locker: Arc<dyn Locker>,
     every: Duration,
     batch: usize,
+    orphans_after: Option<Duration>,
 }
 
 impl Sweeper {
     /// A sweeper over these backends.
     pub fn new(state: Arc<dyn StateStore>, store: Arc<dyn Store>, locker: Arc<dyn Locker>) -> Self {
-        Self { state, store, locker, every: Duration::from_secs(60), batch: 100 }
+        Self {
+            state,
+            store,
+            locker,
+            every: Duration::from_secs(60),
+            batch: 100,
+            orphans_after: Some(Duration::from_secs(24 * 3600)),
+        }
+    }
+
+    /// How old an unfinished upload without a record must be before it is removed (default
+    /// 24 h; `None`: never). Only stores that can [list](Store::list_unfinished) their unfinished
+    /// uploads are searched.
+    pub fn orphans_after(mut self, age: Option<Duration>) -> Self {
+        self.orphans_after = age;
+        self
     }
 
     /// How often [`spawn`](Self::spawn) sweeps (default one minute).
@@ -49,6 +68,7 @@ impl Sweeper {
             let expired = self.state.expired(now, self.batch + skipped.len()).await?;
             let fresh: Vec<_> = expired.into_iter().filter(|r| !skipped.contains(&r.id)).collect();
             if fresh.is_empty() {
+                report.orphans = self.sweep_orphans(now).await?;
                 return Ok(report);
             }
             for record in fresh {
@@ -71,6 +91,26 @@ impl Sweeper {
                 }
             }
         }
+    }
+
+    /// Removes unfinished uploads that have no record and are old enough.
+    async fn sweep_orphans(&self, now: u64) -> Result<usize, StateError> {
+        let Some(age) = self.orphans_after.filter(|_| self.store.capabilities().list_unfinished) else { return Ok(0) };
+        let listed = match self.store.list_unfinished().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list unfinished uploads");
+                return Ok(0);
+            }
+        };
+        let mut removed = 0;
+        for info in listed.into_iter().filter(|i| i.created_at + age.as_secs() <= now) {
+            if self.state.get(&info.id).await?.is_none() {
+                ignore_missing(self.store.abort(&info.id).await, &info.id);
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes what an expired record holds in the store. Finished files stay, except the
@@ -122,5 +162,43 @@ pub struct SweeperHandle(JoinHandle<()>);
 impl Drop for SweeperHandle {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        state::{MemoryLocker, MemoryState, Protocol, UploadRecord},
+        storage::{InMemory, NewUpload},
+    };
+
+    #[tokio::test]
+    async fn expired_uploads_and_orphans_are_removed_and_live_ones_kept() {
+        let (store, state) = (InMemory::new(), MemoryState::new());
+        let sweeper = Sweeper::new(Arc::new(state.clone()), Arc::new(store.clone()), Arc::new(MemoryLocker::new()))
+            .orphans_after(Some(Duration::ZERO));
+        let tus = Protocol::Tus { metadata: None, concat: Default::default() };
+        let mut records = Vec::new();
+        for expires_at in [Some(0), None] {
+            let info = store.create(NewUpload::default()).await.unwrap();
+            let mut record = UploadRecord::new(info.id, tus.clone(), None, Default::default());
+            record.expires_at = expires_at;
+            state.insert(&record).await.unwrap();
+            records.push(record);
+        }
+        // A crash between creating an upload and recording it leaves one the state knows nothing of.
+        let orphan = store.create(NewUpload::default()).await.unwrap();
+        let report = sweeper.sweep().await.unwrap();
+        assert_eq!((report.expired, report.orphans), (1, 1));
+        assert!(store.info(&records[0].id).await.is_err() && state.get(&records[0].id).await.unwrap().is_none());
+        assert!(store.info(&orphan.id).await.is_err(), "the orphan is gone");
+        assert!(store.info(&records[1].id).await.is_ok(), "an upload with a live record stays");
+        assert_eq!(store.pending_uploads(), 1);
+        // Not old enough: kept.
+        let young = store.create(NewUpload::default()).await.unwrap();
+        let patient = Sweeper::new(Arc::new(state), Arc::new(store.clone()), Arc::new(MemoryLocker::new()));
+        assert_eq!(patient.sweep().await.unwrap().orphans, 0);
+        assert!(store.info(&young.id).await.is_ok());
     }
 }

@@ -65,6 +65,13 @@ async fn optional_operations(store: &dyn Store) {
     let info = store.create(NewUpload { length: None, meta: FileMeta::default(), key_prefix: None }).await.expect("create");
     store.write(&info.id, 0, chunks(&[b"hello", b" world"])).await.expect("write");
     let can = store.capabilities();
+    if can.list_unfinished {
+        let listed = store.list_unfinished().await.expect("list_unfinished");
+        let mine = listed.iter().find(|i| i.id == info.id).expect("an unfinished upload is listed");
+        assert_eq!(mine.offset, 11, "with its offset");
+    } else {
+        assert!(matches!(store.list_unfinished().await, Err(StoreError::NotSupported(_))));
+    }
     if can.read_partial {
         let bytes: Vec<_> =
             store.read_partial(&info.id, 2..7).await.expect("read_partial").map(|c| c.expect("bytes")).collect().await;
@@ -85,6 +92,10 @@ async fn optional_operations(store: &dyn Store) {
     let object = store.finish(&info.id, Digests::default(), Some(meta.clone())).await.expect("finish");
     assert_eq!(object.meta, meta, "finish replaces the metadata");
     assert_eq!(store.head(&info.id).await.expect("head").meta, meta);
+    if can.list_unfinished {
+        let listed = store.list_unfinished().await.expect("list_unfinished");
+        assert!(listed.iter().all(|i| i.id != info.id), "a finished upload is not listed");
+    }
     let expected: &[u8] = if can.truncate { b"hello!" } else { b"hello world" };
     assert_eq!(read_all(store, &info.id, None).await, expected);
 }

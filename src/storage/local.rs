@@ -419,6 +419,29 @@ impl Store for LocalDisk {
         .await
     }
 
+    async fn list_unfinished(&self) -> Result<Vec<UploadInfo>, StoreError> {
+        let dir = self.inner.root.join("partial");
+        Self::blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                other => other?,
+            };
+            let mut found = Vec::new();
+            for entry in entries {
+                let name = entry?.file_name();
+                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")).and_then(UploadId::parse) else { continue };
+                match info_at(&dir.join(id.as_str()), &id) {
+                    Ok(info) => found.push(info),
+                    // Finished or aborted meanwhile.
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::ALL
     }

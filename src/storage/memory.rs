@@ -136,6 +136,10 @@ impl Store for InMemory {
         })?
     }
 
+    async fn list_unfinished(&self) -> Result<Vec<UploadInfo>, StoreError> {
+        Ok(self.inner.uploads.lock().expect("lock poisoned").values().map(|(info, _)| info.clone()).collect())
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::ALL
     }

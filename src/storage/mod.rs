@@ -373,6 +373,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Err(StoreError::NotSupported("truncating uploads"))
     }
 
+    /// Optional: every unfinished upload, so that a sweeper can find those whose state was lost
+    /// (a crash between creating an upload and recording it). The default answers
+    /// [`StoreError::NotSupported`].
+    async fn list_unfinished(&self) -> Result<Vec<UploadInfo>, StoreError> {
+        Err(StoreError::NotSupported("listing unfinished uploads"))
+    }
+
     /// Which optional operations this store offers, so protocols advertise only what works.
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
@@ -414,11 +421,13 @@ pub struct Capabilities {
     pub read_partial: bool,
     /// [`Store::truncate`] works.
     pub truncate: bool,
+    /// [`Store::list_unfinished`] works.
+    pub list_unfinished: bool,
 }
 
 impl Capabilities {
     /// Every optional operation.
-    pub const ALL: Capabilities = Capabilities { read_partial: true, truncate: true };
+    pub const ALL: Capabilities = Capabilities { read_partial: true, truncate: true, list_unfinished: true };
 }
 
 /// Digests computed while a body streamed, asked for once it has ended.
