@@ -254,14 +254,7 @@ impl Drop for RemoveOnDrop {
 #[async_trait]
 impl Store for LocalDisk {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        let info = UploadInfo {
-            id: UploadId::random(),
-            offset: 0,
-            length: upload.length,
-            meta: upload.meta,
-            created_at: now_secs(),
-            key_prefix: upload.key_prefix,
-        };
+        let info = UploadInfo::new(upload);
         let (root, data, sync) = (self.inner.root.clone(), self.partial(&info.id), self.inner.fsync == FsyncPolicy::Always);
         let created = info.clone();
         Self::blocking(move || {

@@ -52,14 +52,7 @@ impl InMemory {
 #[async_trait]
 impl Store for InMemory {
     async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        let info = UploadInfo {
-            id: UploadId::random(),
-            offset: 0,
-            length: upload.length,
-            meta: upload.meta,
-            created_at: now_secs(),
-            key_prefix: upload.key_prefix,
-        };
+        let info = UploadInfo::new(upload);
         self.inner.uploads.lock().expect("lock poisoned").insert(info.id.clone(), (info.clone(), BytesMut::new()));
         Ok(info)
     }

@@ -162,6 +162,20 @@ pub struct UploadInfo {
     pub key_prefix: Option<KeyPrefix>,
 }
 
+impl UploadInfo {
+    /// A new upload with a fresh random id, at offset 0.
+    pub fn new(upload: NewUpload) -> Self {
+        Self {
+            id: UploadId::random(),
+            offset: 0,
+            length: upload.length,
+            meta: upload.meta,
+            created_at: now_secs(),
+            key_prefix: upload.key_prefix,
+        }
+    }
+}
+
 /// A finished, readable object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredObject {

@@ -79,6 +79,16 @@ def request(port, method, path, headers=None, body=b""):
     return status, hdrs, rest
 
 
+def kill_and_restart(server, store, port, client=None):
+    """SIGKILL the server (with `client` still mid-request, if given), then start it again on the
+    same directory and port."""
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=10)
+    if client is not None:
+        client.close()
+    return start(store, port)
+
+
 def create(port, length):
     status, h, _ = request(port, "POST", "/upload/tus/", {"Upload-Length": str(length),
                                                          "Upload-Metadata": "filename Y3Jhc2guYmlu"})
@@ -126,10 +136,7 @@ def crash_mid_patch(store):
     deadline = time.time() + 20
     while offset(port, url) < 16 * MIB and time.time() < deadline:
         time.sleep(0.05)
-    server.send_signal(signal.SIGKILL)
-    server.wait(timeout=10)
-    sock.close()
-    server = start(store, port)
+    server = kill_and_restart(server, store, port, sock)
     try:
         at = offset(port, url)
         check(0 < at <= sent, f"after kill -9 mid-PATCH, HEAD reports {at} of the {sent} bytes sent")
@@ -150,9 +157,7 @@ def crash_between_patches(store):
     url = create(port, len(data))
     status, _, _ = patch(port, url, 0, data[:2 * MIB + 5])
     check(status == 204, "first PATCH stored")
-    server.send_signal(signal.SIGKILL)
-    server.wait(timeout=10)
-    server = start(store, port)
+    server = kill_and_restart(server, store, port)
     try:
         at = offset(port, url)
         check(at == 2 * MIB + 5, f"after kill -9 between PATCHes, HEAD reports exactly the acknowledged bytes ({at})")
@@ -184,10 +189,7 @@ def crash_mid_checksummed_patch(store):
         sock.sendall(data[sent:sent + MIB])
         sent += MIB
     time.sleep(0.5)
-    server.send_signal(signal.SIGKILL)
-    server.wait(timeout=10)
-    sock.close()
-    server = start(store, port)
+    server = kill_and_restart(server, store, port, sock)
     try:
         at = offset(port, url)
         check(at == first, f"after kill -9 mid checksummed PATCH, HEAD reports the verified {first} bytes ({at})")
