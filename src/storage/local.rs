@@ -329,20 +329,8 @@ impl Store for LocalDisk {
         let (partial, description, id) = (self.partial(id), self.description(id), id.clone());
         let (sync, objects, store) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"), self.clone());
         Self::blocking(move || {
-            let info = info_at(&partial, &id)?;
-            if let Some(length) = info.length.filter(|&l| l != info.offset) {
-                return Err(StoreError::Incomplete { offset: info.offset, length });
-            }
-            let meta = meta.unwrap_or(info.meta);
-            let target = store.object(info.key_prefix.as_ref(), &id);
-            let object = StoredObject {
-                id: info.id,
-                size: info.offset,
-                meta,
-                digests,
-                created_at: info.created_at,
-                key_prefix: info.key_prefix,
-            };
+            let object = info_at(&partial, &id)?.finished(digests, meta)?;
+            let target = store.object(object.key_prefix.as_ref(), &id);
             if sync {
                 File::open(&partial)?.sync_all()?;
             }

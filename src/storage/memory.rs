@@ -85,19 +85,8 @@ impl Store for InMemory {
         let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
         let mut uploads = self.inner.uploads.lock().expect("lock poisoned");
         let (info, _) = uploads.get(id).ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        if let Some(length) = info.length.filter(|&l| l != info.offset) {
-            return Err(StoreError::Incomplete { offset: info.offset, length });
-        }
-        let (info, data) = uploads.remove(id).expect("checked above");
-        let meta = meta.unwrap_or(info.meta);
-        let object = StoredObject {
-            id: info.id,
-            size: info.offset,
-            meta,
-            digests,
-            created_at: info.created_at,
-            key_prefix: info.key_prefix,
-        };
+        let object = info.clone().finished(digests, meta)?;
+        let (_, data) = uploads.remove(id).expect("checked above");
         self.inner.objects.lock().expect("lock poisoned").insert(id.clone(), (object.clone(), data.freeze()));
         Ok(object)
     }

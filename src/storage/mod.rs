@@ -174,6 +174,22 @@ impl UploadInfo {
             key_prefix: upload.key_prefix,
         }
     }
+
+    /// The object this upload becomes, once all of its declared length is in; `meta` replaces
+    /// the metadata given at creation ([`Store::finish`]).
+    pub fn finished(self, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError> {
+        if let Some(length) = self.length.filter(|&l| l != self.offset) {
+            return Err(StoreError::Incomplete { offset: self.offset, length });
+        }
+        Ok(StoredObject {
+            id: self.id,
+            size: self.offset,
+            meta: meta.unwrap_or(self.meta),
+            digests,
+            created_at: self.created_at,
+            key_prefix: self.key_prefix,
+        })
+    }
 }
 
 /// A finished, readable object.

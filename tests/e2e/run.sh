@@ -49,20 +49,13 @@ else
 fi
 data_dir="$(mktemp -d)"
 server_log="$(mktemp)"
-server_pid=""
+# shellcheck source=../lib/server.sh
+. "$ROOT/tests/lib/server.sh"
 
 cleanup() {
   local status=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM -- "-$server_pid" 2>/dev/null || kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$server_pid" 2>/dev/null || kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [ "$status" -ne 0 ] && [ -s "$server_log" ]; then
-    log "last lines of the server's output:"
-    tail -n 40 "$server_log" >&2 || true
-  fi
+  stop_server
+  [ "$status" -eq 0 ] || show_server_log "$server_log"
   rm -rf "$data_dir" "$server_log"
   exit "$status"
 }
@@ -80,26 +73,7 @@ server_pid=$!
 set +m
 
 base_url="http://127.0.0.1:$port/"
-healthy() {
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsS --max-time 2 "${base_url}health" >/dev/null 2>&1
-  else
-    node -e 'fetch(process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "${base_url}health"
-  fi
-}
-deadline=$((SECONDS + ${E2E_STARTUP_TIMEOUT:-600}))
-until healthy; do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    wait "$server_pid" && rc=0 || rc=$?
-    log "the server exited (status $rc) before answering /health"
-    exit 1
-  fi
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    log "the server did not answer ${base_url}health within ${E2E_STARTUP_TIMEOUT:-600} s"
-    exit 1
-  fi
-  sleep 1
-done
+wait_for_health "${base_url}health" "${E2E_STARTUP_TIMEOUT:-600}" || exit 1
 log "server is up at $base_url"
 
 # --- Test --------------------------------------------------------------------------------------

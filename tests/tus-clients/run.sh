@@ -67,20 +67,13 @@ server_bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/server"
 port="${TUS_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
 data_dir="$(mktemp -d)"
 server_log="$(mktemp)"
-server_pid=""
+# shellcheck source=../lib/server.sh
+. "$ROOT/tests/lib/server.sh"
 
 cleanup() {
   local status=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [ "$status" -ne 0 ] && [ -s "$server_log" ]; then
-    log "last lines of the server's output:"
-    tail -n 40 "$server_log" >&2 || true
-  fi
+  stop_server
+  [ "$status" -eq 0 ] || show_server_log "$server_log"
   rm -rf "$data_dir" "$server_log"
   exit "$status"
 }
@@ -97,35 +90,10 @@ INTAKE_ADDR="127.0.0.1:$port" INTAKE_DIR="$data_dir" INTAKE_MAX_BODY="$MAX_BODY"
 server_pid=$!
 
 base_url="http://127.0.0.1:$port"
-deadline=$((SECONDS + 60))
-healthy() {
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsS --max-time 2 "$base_url/health" >/dev/null 2>&1
-  else
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$base_url/health" 2>/dev/null
-  fi
-}
-until healthy; do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    wait "$server_pid" && rc=0 || rc=$?
-    log "the server exited (status $rc) before answering /health"
-    exit 1
-  fi
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    log "the server did not answer $base_url/health within 60 s"
-    exit 1
-  fi
-  sleep 0.2
-done
+wait_for_health "$base_url/health" 60 || exit 1
 export INTAKE_TUS_URL="$base_url$1/tus/"
 export INTAKE_TUS_MAX_SIZE="$MAX_BODY"
 log "server is up; tus endpoint $INTAKE_TUS_URL"
-}
-
-stop_server() {
-  kill -TERM "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
 }
 
 start_server /upload
