@@ -37,6 +37,9 @@ python3 tests/shutdown/shutdown_test.py target/debug/examples/server
 step "crash safety of resumable uploads (kill -9 of the example server)"
 python3 tests/crash/crash_test.py target/debug/examples/server
 
+step "tenant isolation on every route (the example server's hooks)"
+python3 tests/tenants/tenant_test.py target/debug/examples/server
+
 step "real tus clients: tus-js-client (npm) and tuspy (PyPI)"
 bash tests/tus-clients/run.sh
 

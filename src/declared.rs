@@ -18,11 +18,8 @@ impl DeclaredFile {
     /// The file named by a raw upload request: `Content-Disposition` (`filename*` preferred over
     /// `filename`) or else the `name` query parameter; the type from `Content-Type`.
     pub fn from_request(uri: &Uri, headers: &HeaderMap) -> Self {
-        let from_disposition =
-            headers.get(header::CONTENT_DISPOSITION).and_then(|v| v.to_str().ok()).and_then(disposition_filename);
-        let from_query = uri.query().and_then(|q| query_param(q, "name"));
         Self {
-            name: from_disposition.or(from_query).and_then(|n| filename::sanitize(&n)),
+            name: client_name(uri, headers).and_then(|n| filename::sanitize(&n)),
             content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(essence),
         }
     }
@@ -31,6 +28,13 @@ impl DeclaredFile {
     pub fn extension(&self) -> Option<String> {
         self.name.as_deref().and_then(filename::extension)
     }
+}
+
+/// The file name a raw upload request gives, exactly as sent (not sanitised): `Content-Disposition`
+/// or else `?name=`.
+pub(crate) fn client_name(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    let from_disposition = headers.get(header::CONTENT_DISPOSITION).and_then(|v| v.to_str().ok()).and_then(disposition_filename);
+    from_disposition.or_else(|| uri.query().and_then(|q| query_param(q, "name")))
 }
 
 /// Whether a request carries a `multipart/*` body.

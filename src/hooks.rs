@@ -1,12 +1,16 @@
-//! Lifecycle hooks of resumable uploads (tus, the IETF draft, chunked): the extension points
-//! users ask for most, as async callbacks.
+//! Lifecycle hooks of uploads: the extension points users ask for most, as async callbacks.
 //!
 //! | hook | when | can |
 //! |---|---|---|
-//! | [`pre_create`](Hooks::pre_create) | before an upload is created | reject (any status, code, message), rewrite metadata, set the owner and the storage key prefix |
-//! | [`authorize`](Hooks::authorize) | on every request to an existing upload | reject |
-//! | [`post_finish`](Hooks::post_finish) | after an upload became a file | observe (runs in its own task) |
-//! | [`post_terminate`](Hooks::post_terminate) | after an upload was cancelled | observe (runs in its own task) |
+//! | [`pre_create`](Hooks::pre_create) | before any upload is created: each file of a form, a raw body, a tus, draft or chunked upload | reject (any status, code, message), rewrite metadata, set the owner and the storage key prefix |
+//! | [`authorize`](Hooks::authorize) | on every request that names an existing upload or file: tus and draft requests, chunked chunks, status and completion, downloads (`GET`, `HEAD`, ranges), deletes, progress streams | reject |
+//! | [`post_finish`](Hooks::post_finish) | after a resumable upload became a file | observe (runs in its own task) |
+//! | [`post_terminate`](Hooks::post_terminate) | after a resumable upload was cancelled | observe (runs in its own task) |
+//!
+//! The owner set at creation is kept with the upload's record and, once it is a file, with the
+//! file in the catalog ([`FileRecord`]): [`AccessRequest::owner`] is the owner for as long as the
+//! file exists, also after the upload's record has expired. Without an `authorize` hook every
+//! request is allowed.
 //!
 //! # Examples
 //! Put every upload under the caller's tenant, and let only that tenant touch it:
@@ -28,7 +32,7 @@
 //!         Ok(create)
 //!     })
 //!     .authorize(|access: intake::hooks::AccessRequest| async move {
-//!         if access.record.owner == tenant(&access.headers) {
+//!         if access.owner == tenant(&access.headers) {
 //!             Ok(())
 //!         } else {
 //!             Err(Problem::new(StatusCode::FORBIDDEN, "not_yours", "this upload belongs to another tenant"))
@@ -39,7 +43,7 @@
 
 use crate::{
     error::Problem,
-    state::UploadRecord,
+    state::{FileRecord, UploadRecord},
     storage::{FileMeta, StoredObject},
 };
 use http::{HeaderMap, Method, Uri};
@@ -52,8 +56,12 @@ type Hook<I, O> = Arc<dyn Fn(I) -> BoxFuture<O> + Send + Sync>;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct CreateRequest {
-    /// `"tus"`, `"ietf-draft"` or `"chunked"`.
+    /// `"form"`, `"raw"`, `"tus"`, `"ietf-draft"` or `"chunked"`.
     pub protocol: &'static str,
+    /// The file name exactly as the client sent it, before sanitising (which strips paths and
+    /// leading dots): for policies on names, such as refusing dot files. Never use it as a path;
+    /// `meta.name` is the sanitised one that is stored.
+    pub client_name: Option<String>,
     /// The request's headers (credentials, tenant, ...).
     pub headers: HeaderMap,
     /// The request's URI.
@@ -69,7 +77,29 @@ pub struct CreateRequest {
     pub key_prefix: Option<crate::storage::KeyPrefix>,
 }
 
-/// A request to an existing upload, as [`Hooks::authorize`] sees it.
+impl CreateRequest {
+    /// What a request asks to create, before any hook changed it.
+    pub(crate) fn new(
+        protocol: &'static str,
+        parts: &http::request::Parts,
+        length: Option<u64>,
+        meta: FileMeta,
+        client_name: Option<String>,
+    ) -> Self {
+        Self {
+            protocol,
+            client_name,
+            headers: parts.headers.clone(),
+            uri: parts.uri.clone(),
+            length,
+            meta,
+            owner: None,
+            key_prefix: None,
+        }
+    }
+}
+
+/// A request that names an existing upload or file, as [`Hooks::authorize`] sees it.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AccessRequest {
@@ -79,8 +109,22 @@ pub struct AccessRequest {
     pub headers: HeaderMap,
     /// The request's URI.
     pub uri: Uri,
-    /// The upload's record (owner, metadata, length).
-    pub record: UploadRecord,
+    /// The owner the upload or file was created with ([`CreateRequest::owner`]).
+    pub owner: Option<String>,
+    /// What the request names.
+    pub target: AccessTarget,
+}
+
+/// What an [`AccessRequest`] names.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AccessTarget {
+    /// A resumable upload, finished or not (tus, draft and chunked requests).
+    Upload(UploadRecord),
+    /// A file of the catalog (downloads, deletes).
+    File(FileRecord),
+    /// The progress of an upload in flight, by its progress id (`GET {prefix}/progress/{id}`).
+    Progress(String),
 }
 
 /// A finished upload, for [`Hooks::post_finish`].
@@ -119,8 +163,9 @@ impl Hooks {
         Self::default()
     }
 
-    /// Called before an upload is created; an `Err` refuses it with that problem, an `Ok`
-    /// carries the (possibly rewritten) request on.
+    /// Called before an upload is created (each file of a form, a raw body, a resumable
+    /// upload); an `Err` refuses it with that problem, an `Ok` carries the (possibly rewritten)
+    /// request on.
     pub fn pre_create<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(CreateRequest) -> Fut + Send + Sync + 'static,
@@ -130,7 +175,8 @@ impl Hooks {
         self
     }
 
-    /// Called on every request to an existing upload; an `Err` refuses the request.
+    /// Called on every request that names an existing upload or file; an `Err` refuses the
+    /// request.
     pub fn authorize<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(AccessRequest) -> Fut + Send + Sync + 'static,
@@ -167,15 +213,26 @@ impl Hooks {
         }
     }
 
-    pub(crate) async fn run_authorize(&self, req: AccessRequest) -> Result<(), Problem> {
-        match &self.authorize {
-            Some(hook) => hook(req).await,
-            None => Ok(()),
-        }
-    }
-
     pub(crate) fn has_authorize(&self) -> bool {
         self.authorize.is_some()
+    }
+
+    /// Runs the authorisation hook, if there is one, for a request naming `target`.
+    pub(crate) async fn authorize_access(
+        &self,
+        parts: &http::request::Parts,
+        owner: Option<&str>,
+        target: impl FnOnce() -> AccessTarget,
+    ) -> Result<(), Problem> {
+        let Some(hook) = &self.authorize else { return Ok(()) };
+        hook(AccessRequest {
+            method: parts.method.clone(),
+            headers: parts.headers.clone(),
+            uri: parts.uri.clone(),
+            owner: owner.map(str::to_owned),
+            target: target(),
+        })
+        .await
     }
 
     pub(crate) fn notify_finish(&self, finished: FinishedUpload) {

@@ -39,15 +39,20 @@ pub struct UploadedFile {
 impl UploadedFile {
     /// Describes `object`, downloadable under `files_url` (`{prefix}/files`).
     pub fn new(object: &StoredObject, files_url: &str) -> Self {
+        Self::of_file(&crate::state::FileRecord::of(object, None), files_url)
+    }
+
+    /// Describes a catalogued file, downloadable under `files_url` (`{prefix}/files`).
+    pub(crate) fn of_file(file: &crate::state::FileRecord, files_url: &str) -> Self {
         Self {
-            id: object.id.to_string(),
-            name: object.meta.name.clone(),
-            size: object.size,
-            content_type: object.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
-            sha256: object.digests.get("sha-256").map(str::to_owned),
-            digests: object.digests.0.clone(),
-            url: format!("{}/{}", files_url.trim_end_matches('/'), object.id),
-            field: object.meta.extra.get("field").cloned(),
+            id: file.id.to_string(),
+            name: file.meta.name.clone(),
+            size: file.size,
+            content_type: file.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+            sha256: file.digests.get("sha-256").map(str::to_owned),
+            digests: file.digests.0.clone(),
+            url: format!("{}/{}", files_url.trim_end_matches('/'), file.id),
+            field: file.meta.extra.get("field").cloned(),
         }
     }
 }
@@ -97,16 +102,55 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// sniff layer's verdict (or `Content-Type`), with the digests of the hash layer (if they ran).
 /// On any failure — or if the returned future is dropped — the upload is aborted and nothing is
 /// stored.
+///
+/// A `multipart/*` body is refused with `415 multipart_body`: the sniff and hash layers leave
+/// multipart bodies to a form handler, which checks each file of the form, so storing one whole
+/// would store content nothing has checked.
 pub async fn store_body<B>(store: &dyn Store, parts: &Parts, body: B) -> Result<StoredObject, Problem>
 where
     B: Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
 {
-    let declared = DeclaredFile::from_request(&parts.uri, &parts.headers);
-    let meta =
-        FileMeta { content_type: stored_content_type(&parts.extensions, &declared), name: declared.name, ..FileMeta::default() };
-    let upload = NewUpload { length: declared_length(&parts.headers), meta, key_prefix: None };
+    refuse_multipart(&parts.headers)?;
+    store_as(store, parts, body, None).await
+}
+
+/// Refuses a `multipart/*` body where a raw one is expected.
+pub(crate) fn refuse_multipart(headers: &HeaderMap) -> Result<(), Problem> {
+    if crate::declared::is_multipart(headers) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "multipart_body",
+            "this endpoint takes the file itself as the body; send multipart/form-data to the form endpoint",
+        ));
+    }
+    Ok(())
+}
+
+/// [`store_body`] under a storage key prefix, with the metadata a pre-create hook may have
+/// rewritten.
+pub(crate) async fn store_as<B>(
+    store: &dyn Store,
+    parts: &Parts,
+    body: B,
+    created: Option<crate::hooks::CreateRequest>,
+) -> Result<StoredObject, Problem>
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    let (meta, key_prefix) = match created {
+        Some(created) => (created.meta, created.key_prefix),
+        None => (declared_meta(parts), None),
+    };
+    let upload = NewUpload { length: declared_length(&parts.headers), meta, key_prefix };
     store.put_object(upload, data_stream(body), digests_at_end(&parts.extensions)).await.map_err(|e| e.to_problem())
+}
+
+/// The metadata a raw upload request declares, typed by the sniff layer's verdict if it ran.
+pub(crate) fn declared_meta(parts: &Parts) -> FileMeta {
+    let declared = DeclaredFile::from_request(&parts.uri, &parts.headers);
+    FileMeta { content_type: stored_content_type(&parts.extensions, &declared), name: declared.name, ..FileMeta::default() }
 }
 
 /// The digests the hash layer computes for a body, to be read once the body has ended.

@@ -6,11 +6,11 @@
 use crate::{
     error::{BodyRejection, BoxError, Problem},
     hash::{HashAlgorithm, Hasher},
-    hooks::{AccessRequest, Hooks},
+    hooks::{AccessTarget, Hooks},
     id::UploadId,
     progress::{Progress, ProgressHub, ProgressId, ProgressState},
     router::UploadConfig,
-    state::{HashCheckpoint, Locker, StateStore, UploadLock, UploadRecord},
+    state::{Concat, FileRecord, HashCheckpoint, Locker, Protocol, StateStore, UploadLock, UploadRecord},
     storage::{ByteStream, Digests, NewUpload, Store, StoreError, StoredObject, now_secs},
 };
 use bytes::Bytes;
@@ -70,22 +70,14 @@ impl Resumable {
         });
     }
 
-    /// The record of the upload a request names: `404` when unknown (or not an id), `410` when
-    /// expired, and whatever the authorisation hook says.
+    /// The record of the upload a request names: `404` when unknown (or not an id), whatever the
+    /// authorisation hook says, then `410` when expired (so that nobody else learns even that).
     pub(crate) async fn load(&self, id: &str, parts: &Parts) -> Result<UploadRecord, Problem> {
         let id = UploadId::parse(id).ok_or_else(|| not_found(id))?;
         let record = self.state.get(&id).await.map_err(|e| e.to_problem())?.ok_or_else(|| not_found(id.as_str()))?;
+        self.hooks.authorize_access(parts, record.owner.as_deref(), || AccessTarget::Upload(record.clone())).await?;
         if record.is_expired(now_secs()) {
             return Err(Problem::new(StatusCode::GONE, "upload_expired", format!("upload {id} has expired")));
-        }
-        if self.hooks.has_authorize() {
-            let access = AccessRequest {
-                method: parts.method.clone(),
-                headers: parts.headers.clone(),
-                uri: parts.uri.clone(),
-                record: record.clone(),
-            };
-            self.hooks.run_authorize(access).await?;
         }
         Ok(record)
     }
@@ -133,16 +125,19 @@ impl Resumable {
             meta.content_type = Some(detected.clone());
         }
         let object = self.store.finish(&record.id, digests, Some(meta)).await.map_err(|e| e.to_problem())?;
-        let finished = self
-            .state
-            .update(&record.id, &mut |r| {
-                r.finished = true;
-                r.hash = None;
-                true
-            })
-            .await
-            .map_err(|e| e.to_problem())?
-            .unwrap_or_else(|| record.clone());
+        // A partial upload of a concatenation is a part, not a file: it is never catalogued, so it
+        // cannot be downloaded; the final upload made of it is checked and catalogued.
+        let finished = if matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. }) {
+            self.state
+                .update(&record.id, &mut |r| {
+                    r.mark_finished();
+                    true
+                })
+                .await
+        } else {
+            self.state.finish(&record.id, &FileRecord::of(&object, record.owner.clone())).await
+        };
+        let finished = finished.map_err(|e| e.to_problem())?.ok_or_else(|| not_found(record.id.as_str()))?;
         self.hooks.notify_finish(crate::hooks::FinishedUpload { record: finished, object: object.clone() });
         Ok(object)
     }
@@ -151,7 +146,8 @@ impl Resumable {
     /// by each request that appends to it.
     pub(crate) fn progress(&self, record: &UploadRecord, offset: u64) -> Option<ProgressReporter> {
         let id = ProgressId::parse(record.id.as_str()).ok()?;
-        let tx = self.hub.take_over(&id).ok()?;
+        let tx = self.hub.take_over(&id)?;
+        self.hub.set_owner(&id, record.owner.clone());
         let reporter = ProgressReporter {
             hub: self.hub.clone(),
             id,

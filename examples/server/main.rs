@@ -29,10 +29,12 @@
 //! `GET /files/{id}`, `GET /progress/{id}`. Resumable upload state is kept in
 //! `{INTAKE_DIR}/state.redb`, so uploads resume after a restart.
 //!
-//! The hooks show the extension points: resumable uploads belong to the tenant named by an
-//! `X-Tenant` header (default `public`), are stored under `tenants/{tenant}/`, and only that
-//! tenant may touch them; file names starting with a dot
-//! are refused at creation; finished and cancelled uploads are logged.
+//! The hooks show the extension points: every upload (form, raw, tus, draft, chunked) belongs to
+//! the tenant named by an `X-Tenant` header (1 to 64 of `A-Z a-z 0-9 . _ -`; `public` without
+//! the header; anything else is refused with `400 invalid_tenant`), is stored under
+//! `tenants/{tenant}/`, and only that tenant may touch it or its file: another tenant gets `404`,
+//! as if it did not exist. File names starting with a dot are refused at creation; finished and
+//! cancelled uploads are logged.
 
 use axum::{Router, response::Html, routing::get};
 use http::StatusCode;
@@ -126,32 +128,48 @@ fn rate_limit(s: &Settings) -> RateLimitLayer {
     if s.rate == 0 && s.bytes_per_sec == 0 { RateLimitLayer::disabled() } else { layer }
 }
 
-/// The tenant a request speaks for.
-fn tenant(headers: &http::HeaderMap) -> String {
-    headers.get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or("public").to_owned()
+/// The tenant a request speaks for: its `X-Tenant` header, 1 to 64 of `A-Z a-z 0-9 . _ -` (not
+/// `.` or `..`), or `public` without one. Anything else is refused, never mapped to a default.
+fn tenant(headers: &http::HeaderMap) -> Result<String, Problem> {
+    let Some(value) = headers.get("x-tenant") else { return Ok("public".to_owned()) };
+    let valid = |t: &str| {
+        (1..=64).contains(&t.len())
+            && t != "."
+            && t != ".."
+            && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    match value.to_str() {
+        Ok(t) if valid(t) => Ok(t.to_owned()),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            "X-Tenant is 1 to 64 of A-Z, a-z, 0-9, '.', '_', '-' (and not '.' or '..')",
+        )),
+    }
 }
 
 /// One hook of each kind.
 fn hooks() -> Hooks {
     Hooks::new()
         .pre_create(|mut create: CreateRequest| async move {
-            if create.meta.name.as_deref().is_some_and(|n| n.starts_with('.')) {
+            let tenant = tenant(&create.headers)?;
+            // The name as the client sent it: sanitising has already stripped the dot from `meta.name`.
+            if create.client_name.as_deref().is_some_and(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).starts_with('.')) {
                 return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "hidden_file", "hidden files are not accepted"));
             }
-            let tenant = tenant(&create.headers);
             // Each tenant's files are kept under a prefix of their own: tenants/{tenant}/{id}.
-            create.key_prefix = Some(KeyPrefix::new(&format!("tenants/{tenant}")).ok_or_else(|| {
-                Problem::new(StatusCode::BAD_REQUEST, "invalid_tenant", "X-Tenant is 1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'")
-            })?);
+            create.key_prefix = KeyPrefix::new(&format!("tenants/{tenant}"));
             create.meta.extra.insert("tenant".into(), tenant.clone());
             create.owner = Some(tenant);
             Ok(create)
         })
         .authorize(|access: AccessRequest| async move {
-            if access.record.owner.as_deref().is_none_or(|owner| owner == tenant(&access.headers)) {
+            let tenant = tenant(&access.headers)?;
+            if access.owner.as_deref().is_none_or(|owner| owner == tenant) {
                 Ok(())
             } else {
-                Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", "this upload belongs to another tenant"))
+                // Another tenant's upload or file: as if it did not exist.
+                Err(Problem::new(StatusCode::NOT_FOUND, "upload_not_found", "no upload or file with this id"))
             }
         })
         .post_finish(|done: FinishedUpload| async move {

@@ -40,8 +40,13 @@ impl ProgressId {
 ///
 /// Entries are created by whichever comes first, subscriber or upload, and are dropped a while
 /// after the upload ended ([`ProgressHub::linger`], 60 s) or after a subscriber waited for an
-/// upload that never came ([`ProgressHub::max_wait`], 10 min). At most
-/// [`ProgressHub::capacity`] entries are kept: memory is bounded whatever clients do.
+/// upload that never came ([`ProgressHub::max_wait`], 10 min). Memory is bounded whatever
+/// clients do: at most [`ProgressHub::capacity`] entries are kept, one client may hold at most
+/// [`ProgressHub::waiting_per_client`] entries that wait for an upload, and a refused request
+/// allocates nothing. A full hub never fails an upload: the upload goes on untracked.
+///
+/// Each entry knows the owner of its upload once the upload has said (see
+/// [`hooks`](crate::hooks)), so that the progress endpoint shows it to nobody else.
 #[derive(Clone, Debug)]
 pub struct ProgressHub {
     inner: Arc<Mutex<HubInner>>,
@@ -53,6 +58,7 @@ struct HubConfig {
     linger: Duration,
     max_wait: Duration,
     capacity: usize,
+    waiting_per_client: usize,
 }
 
 #[derive(Debug, Default)]
@@ -66,13 +72,28 @@ struct Channel {
     tx: watch::Sender<Progress>,
     touched: Instant,
     publishing: bool,
+    /// The owner of the upload, once known: `Some(None)` for an upload without owner.
+    owner: Option<Option<String>>,
+    /// The client whose subscription created the entry, while no upload has claimed it.
+    waiting_for: Option<Arc<str>>,
+}
+
+impl Channel {
+    fn new(tx: watch::Sender<Progress>, publishing: bool, waiting_for: Option<Arc<str>>) -> Self {
+        Self { tx, touched: Instant::now(), publishing, owner: None, waiting_for }
+    }
 }
 
 impl Default for ProgressHub {
     fn default() -> Self {
         Self {
             inner: Arc::default(),
-            config: HubConfig { linger: Duration::from_secs(60), max_wait: Duration::from_secs(600), capacity: 10_000 },
+            config: HubConfig {
+                linger: Duration::from_secs(60),
+                max_wait: Duration::from_secs(600),
+                capacity: 10_000,
+                waiting_per_client: 32,
+            },
         }
     }
 }
@@ -101,6 +122,13 @@ impl ProgressHub {
         self
     }
 
+    /// The most entries one client's subscriptions may hold while they wait for their uploads to
+    /// start (default 32); more are refused with `429 too_many_subscriptions`.
+    pub fn waiting_per_client(mut self, n: usize) -> Self {
+        self.config.waiting_per_client = n;
+        self
+    }
+
     /// The longest a subscriber may wait for an upload to start.
     pub fn wait_limit(&self) -> Duration {
         self.config.max_wait
@@ -108,31 +136,50 @@ impl ProgressHub {
 
     /// Follows an upload, before or after it starts.
     pub fn subscribe(&self, id: &ProgressId) -> Result<watch::Receiver<Progress>, Problem> {
+        self.subscribe_as(id, None)
+    }
+
+    /// Follows an upload for `client` (a rate-limit key): a client may make at most
+    /// [`waiting_per_client`](Self::waiting_per_client) entries wait for uploads.
+    pub fn subscribe_as(&self, id: &ProgressId, client: Option<&str>) -> Result<watch::Receiver<Progress>, Problem> {
         let mut inner = self.inner.lock().expect("hub lock poisoned");
         inner.prune(&self.config, Instant::now());
         if let Some(ch) = inner.channels.get_mut(id) {
             ch.touched = Instant::now();
             return Ok(ch.tx.subscribe());
         }
+        if let Some(client) = client {
+            let waiting = inner.channels.values().filter(|ch| ch.waiting_for.as_deref() == Some(client)).count();
+            if waiting >= self.config.waiting_per_client {
+                return Err(Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_subscriptions",
+                    format!("a client may wait for at most {} uploads at once", self.config.waiting_per_client),
+                )
+                .with("limit", self.config.waiting_per_client));
+            }
+        }
         inner.check_capacity(&self.config)?;
         let (tx, rx) = watch::channel(Progress::waiting());
-        inner.channels.insert(id.clone(), Channel { tx, touched: Instant::now(), publishing: false });
+        inner.channels.insert(id.clone(), Channel::new(tx, false, client.map(Arc::from)));
         Ok(rx)
     }
 
     /// Starts publishing an upload's progress. An id already publishing is refused: a second
-    /// upload must not overwrite the progress others are following.
-    pub(crate) fn publish(&self, id: &ProgressId) -> Result<watch::Sender<Progress>, Problem> {
+    /// upload must not overwrite the progress others are following. `None` when the hub is
+    /// full: the upload goes on untracked.
+    pub(crate) fn publish(&self, id: &ProgressId) -> Result<Option<watch::Sender<Progress>>, Problem> {
         self.claim(id, true)
     }
 
     /// Publishes an upload that continues over several requests (a resumable upload, keyed by
-    /// its id): each request takes the entry over from the one before.
-    pub(crate) fn take_over(&self, id: &ProgressId) -> Result<watch::Sender<Progress>, Problem> {
-        self.claim(id, false)
+    /// its id): each request takes the entry over from the one before. `None` when the hub is
+    /// full.
+    pub(crate) fn take_over(&self, id: &ProgressId) -> Option<watch::Sender<Progress>> {
+        self.claim(id, false).ok().flatten()
     }
 
-    fn claim(&self, id: &ProgressId, exclusive: bool) -> Result<watch::Sender<Progress>, Problem> {
+    fn claim(&self, id: &ProgressId, exclusive: bool) -> Result<Option<watch::Sender<Progress>>, Problem> {
         let mut inner = self.inner.lock().expect("hub lock poisoned");
         inner.prune(&self.config, Instant::now());
         if let Some(ch) = inner.channels.get_mut(id) {
@@ -144,13 +191,29 @@ impl ProgressHub {
                 ));
             }
             ch.publishing = true;
+            ch.waiting_for = None;
             ch.touched = Instant::now();
-            return Ok(ch.tx.clone());
+            return Ok(Some(ch.tx.clone()));
         }
-        inner.check_capacity(&self.config)?;
+        if inner.check_capacity(&self.config).is_err() {
+            return Ok(None);
+        }
         let (tx, _) = watch::channel(Progress::waiting());
-        inner.channels.insert(id.clone(), Channel { tx: tx.clone(), touched: Instant::now(), publishing: true });
-        Ok(tx)
+        inner.channels.insert(id.clone(), Channel::new(tx.clone(), true, None));
+        Ok(Some(tx))
+    }
+
+    /// Records the owner of the upload publishing under `id` (see [`owner`](Self::owner)).
+    pub(crate) fn set_owner(&self, id: &ProgressId, owner: Option<String>) {
+        if let Some(ch) = self.inner.lock().expect("hub lock poisoned").channels.get_mut(id) {
+            ch.owner = Some(owner);
+        }
+    }
+
+    /// The owner of the upload publishing under `id`: `None` while no upload has said (or there
+    /// is no such entry), `Some(None)` for an upload without owner.
+    pub fn owner(&self, id: &ProgressId) -> Option<Option<String>> {
+        self.inner.lock().expect("hub lock poisoned").channels.get(id).and_then(|ch| ch.owner.clone())
     }
 
     /// Ends one request's turn at publishing a resumable upload: the entry stays while someone
@@ -163,19 +226,17 @@ impl ProgressHub {
     }
 
     /// Ends the progress of an upload refused before it was tracked: subscribers waiting for it
-    /// get `failed` with `code`, and so does a subscriber arriving within the linger time. An
-    /// upload being tracked, or already ended, is left as it is.
+    /// get `failed` with `code`. An upload being tracked, or already ended, is left as it is. A
+    /// refusal allocates nothing: with no subscriber waiting, there is nobody to tell.
     pub(crate) fn report_refusal(&self, id: &ProgressId, code: &'static str) {
         let failed = Progress { state: ProgressState::Failed, code: Some(code), ..Progress::waiting() };
         let mut inner = self.inner.lock().expect("hub lock poisoned");
         if let Some(ch) = inner.channels.get_mut(id) {
             if !ch.publishing && !ch.tx.borrow().is_final() {
                 ch.tx.send_replace(failed);
+                ch.waiting_for = None;
                 ch.touched = Instant::now();
             }
-        } else if inner.check_capacity(&self.config).is_ok() {
-            let (tx, _) = watch::channel(failed);
-            inner.channels.insert(id.clone(), Channel { tx, touched: Instant::now(), publishing: false });
         }
     }
 

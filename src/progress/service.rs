@@ -64,7 +64,7 @@ where
         };
         let publisher = match (&self.hub, &id) {
             (Some(hub), Some(id)) => match hub.publish(id) {
-                Ok(tx) => Some((hub.clone(), tx)),
+                Ok(tx) => tx.map(|tx| (hub.clone(), tx)),
                 Err(problem) => return ResponseFuture::rejected(problem),
             },
             _ => None,

@@ -51,6 +51,6 @@ pub use self::{
     body::ThrottledBody,
     key::{KeyExtractor, PeerIp},
     layer::RateLimitLayer,
-    service::RateLimit,
+    service::{ClientKey, RateLimit},
 };
 pub use crate::future::ResponseFuture;

@@ -36,6 +36,11 @@ impl<S, K: KeyExtractor> RateLimit<S, K> {
     crate::inner_service_accessors!();
 }
 
+/// The client a request was counted against, as a request extension for the inner service
+/// (which may bound per-client resources with it, such as progress subscriptions).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey(pub Arc<str>);
+
 fn seconds_header(d: Duration) -> HeaderValue {
     // Round up: a client that waits the advertised time must then be let in.
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
@@ -100,6 +105,8 @@ where
                 }
             }
         }
+        let mut req = req;
+        req.extensions_mut().insert(ClientKey(Arc::from(key.to_string())));
         let throttle = limiters.bytes.as_ref().map(|_| (self.limiters.clone(), key));
         let req = req.map(|body| ThrottledBody::new(body, throttle));
         ResponseFuture::with_headers(self.inner.call(req), headers)

@@ -33,7 +33,7 @@ use crate::{
     rate_limit::RateLimitLayer,
     resumable::{assemble, not_found},
     sniff::SniffBody,
-    state::{Protocol, UploadRecord},
+    state::{FileRecord, Protocol, UploadRecord},
     storage::{ByteStream, Digests, FileMeta, NewUpload, StoreError, StoredObject},
 };
 use axum::{
@@ -183,8 +183,8 @@ fn invalid_init(detail: impl Into<std::borrow::Cow<'static, str>>) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "invalid_init", detail)
 }
 
-/// Reads and checks an `init` body.
-fn parse_init(body: &[u8], max_total: u64) -> Result<(String, Plan), Problem> {
+/// Reads and checks an `init` body: the sanitised name, the plan and the name as sent.
+fn parse_init(body: &[u8], max_total: u64) -> Result<(String, Plan, String), Problem> {
     let req: InitRequest = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => invalid_init(format!("the init request is not as expected: {e}")),
         _ => Problem::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the request body is not valid JSON: {e}")),
@@ -214,7 +214,7 @@ fn parse_init(body: &[u8], max_total: u64) -> Result<(String, Plan), Problem> {
         )
         .with("max_chunks", MAX_CHUNKS));
     }
-    Ok((name, plan))
+    Ok((name, plan, req.filename))
 }
 
 async fn init(State(app): State<AppState>, req: Request) -> Response {
@@ -223,21 +223,13 @@ async fn init(State(app): State<AppState>, req: Request) -> Response {
         Ok(collected) => collected.to_bytes(),
         Err(e) => return Problem::from_body_error(&e).into_response(),
     };
-    let (name, plan) = match parse_init(&body, app.config.max_raw_body) {
+    let (name, plan, client_name) = match parse_init(&body, app.config.max_raw_body) {
         Ok(parsed) => parsed,
         Err(problem) => return problem.into_response(),
     };
     let mut meta = FileMeta { name: Some(name), ..FileMeta::default() };
     meta.content_type = declared(&meta).content_type;
-    let create = CreateRequest {
-        protocol: "chunked",
-        headers: parts.headers.clone(),
-        uri: parts.uri.clone(),
-        length: Some(plan.total_size),
-        meta,
-        owner: None,
-        key_prefix: None,
-    };
+    let create = CreateRequest::new("chunked", &parts, Some(plan.total_size), meta, Some(client_name));
     let create = match app.resumable.hooks.run_pre_create(create).await {
         Ok(create) => create,
         Err(problem) => return problem.into_response(),
@@ -510,19 +502,21 @@ async fn join_chunks(app: &AppState, parts: &Parts) -> Result<(UploadId, StoredO
     let upload = NewUpload { length: Some(plan.total_size), meta, key_prefix: record.key_prefix.clone() };
     let object = assemble(app.store.as_ref(), &parts_in_order, upload, &algorithms).await.map_err(|e| e.to_problem())?;
 
-    // Finished before the chunks go: a crash in between leaves chunks for the sweeper, never an
-    // unfinished upload without its chunks.
-    let finished = resumable
-        .state
-        .update(&record.id, &mut |r| {
-            r.finished = true;
-            r.hash = None;
-            r.expires_at = resumable.expires_at();
-            r.meta.extra.insert(OBJECT_ID_KEY.into(), object.id.to_string());
-            true
-        })
-        .await;
-    let finished = match finished {
+    // Finished (and catalogued) before the chunks go: a crash in between leaves chunks for the
+    // sweeper, never an unfinished upload without its chunks.
+    let expires_at = resumable.expires_at();
+    let finished = async {
+        resumable
+            .state
+            .update(&record.id, &mut |r| {
+                r.expires_at = expires_at;
+                r.meta.extra.insert(OBJECT_ID_KEY.into(), object.id.to_string());
+                true
+            })
+            .await?;
+        resumable.state.finish(&record.id, &FileRecord::of(&object, record.owner.clone())).await
+    };
+    let finished = match finished.await {
         Ok(Some(finished)) => finished,
         Ok(None) => record.clone(),
         Err(e) => {
@@ -603,7 +597,7 @@ mod tests {
         assert_eq!(code(r#"{"filename": "a.txt", "total_size": 10, "chunk_size": 0}"#), "invalid_chunk_size");
         assert_eq!(code(r#"{"filename": "a.txt", "total_size": 2000000, "chunk_size": 4}"#), "body_too_large");
         assert_eq!(code(r#"{"filename": "a.txt", "total_size": 1048576, "chunk_size": 100}"#), "too_many_chunks");
-        let (name, plan) = parse_init(br#"{"filename": "../x/a b.txt", "total_size": 10, "chunk_size": 4}"#, 10).unwrap();
+        let (name, plan, _) = parse_init(br#"{"filename": "../x/a b.txt", "total_size": 10, "chunk_size": 4}"#, 10).unwrap();
         assert_eq!((name.as_str(), plan), ("a b.txt", Plan::new(10, 4)));
     }
 }

@@ -1,13 +1,20 @@
-//! `GET {prefix}/files/{id}`: downloads with `Range` support.
+//! `{prefix}/files/{id}`: downloads (`GET`, `HEAD`, with `Range`) and deletes of catalogued
+//! files, each allowed by the authorisation hook with the file's owner.
 
 use super::AppState;
-use crate::{error::Problem, id::UploadId, storage::StoreError};
+use crate::{
+    error::Problem,
+    hooks::AccessTarget,
+    id::UploadId,
+    state::{FileRecord, FileStatus},
+    storage::StoreError,
+};
 use axum::{
     body::Body,
-    extract::{Path, State},
+    extract::{Path, Request, State},
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use std::ops::Range;
 
@@ -35,20 +42,57 @@ fn attachment(name: Option<&str>) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
-pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    match serve(&app, &id, &headers).await {
-        Ok(res) => res,
-        Err(problem) => problem.into_response(),
-    }
+fn no_file() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "upload_not_found", "no file with this id")
 }
 
-pub(crate) async fn serve(app: &AppState, id: &str, headers: &HeaderMap) -> Result<Response, Problem> {
-    let id =
-        UploadId::parse(id).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "upload_not_found", "no file with this id"))?;
-    let object = app.store.head(&id).await.map_err(|e| e.to_problem())?;
-    let range = requested_range(headers, object.size)?;
+/// The catalogued file a request names, if the authorisation hook lets the request at it:
+/// `404` for an unknown id or a file not confirmed yet.
+pub(crate) async fn find(app: &AppState, id: &str, parts: &Parts) -> Result<FileRecord, Problem> {
+    let id = UploadId::parse(id).ok_or_else(no_file)?;
+    let r = &app.resumable;
+    let file = r.state.get_file(&id).await.map_err(|e| e.to_problem())?.ok_or_else(no_file)?;
+    r.hooks.authorize_access(parts, file.owner.as_deref(), || AccessTarget::File(file.clone())).await?;
+    if file.status != FileStatus::Complete {
+        return Err(no_file());
+    }
+    Ok(file)
+}
+
+/// `GET`/`HEAD {prefix}/files/{id}`.
+pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let outcome = async {
+        let file = find(&app, &id, &parts).await?;
+        serve(&app, &file, &parts.headers).await
+    };
+    outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE {prefix}/files/{id}`: the catalog row goes first (the commit point), then the bytes.
+pub(super) async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let outcome = async {
+        let file = find(&app, &id, &parts).await?;
+        app.resumable.state.remove_file(&file.id).await.map_err(|e| e.to_problem())?;
+        match app.store.delete(&file.id).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            // The file is gone for every reader; its bytes are an orphan that a sweep removes.
+            Err(e) => tracing::warn!(id = %file.id, error = %e, "could not delete a file's bytes"),
+        }
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        Ok::<_, Problem>(res)
+    };
+    outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Streams a catalogued file, all of it or the range the request asks for.
+pub(crate) async fn serve(app: &AppState, file: &FileRecord, headers: &HeaderMap) -> Result<Response, Problem> {
+    let range = requested_range(headers, file.size)?;
     let partial = range.is_some();
-    let read = app.store.read(&id, range).await.map_err(|e| e.to_problem())?;
+    let read = app.store.read(&file.id, range).await.map_err(|e| e.to_problem())?;
+    let object = file;
     let mut res = Response::new(Body::from_stream(read.body));
     let h = res.headers_mut();
     let content_type = object.meta.content_type.as_deref().unwrap_or("application/octet-stream");

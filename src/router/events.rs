@@ -1,20 +1,28 @@
 //! `GET {prefix}/progress/{id}`: Server-Sent Events for an upload in flight.
+//!
+//! The authorisation hook decides who may follow an upload, with the upload's owner: that of its
+//! record or catalogued file when the id is a resumable upload's or a file's, else the owner the
+//! upload gave the progress hub. A subscriber who came before the upload said who owns it is
+//! checked as soon as it does, and the stream ends, before any byte count, if it may not follow.
 
 use super::AppState;
 use crate::{
     error::Problem,
-    progress::{Progress, ProgressId, ProgressState},
+    hooks::AccessTarget,
+    id::UploadId,
+    progress::{Progress, ProgressHub, ProgressId, ProgressState},
+    rate_limit::ClientKey,
 };
 use axum::{
-    extract::{Path, State},
+    extract::{ConnectInfo, Path, Request, State},
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
     },
 };
 use futures_util::stream;
-use http::HeaderMap;
-use std::convert::Infallible;
+use http::request::Parts;
+use std::{convert::Infallible, net::SocketAddr};
 use tokio::{sync::watch, time::Instant};
 
 fn event(p: &Progress) -> Event {
@@ -27,6 +35,11 @@ fn event(p: &Progress) -> Event {
 }
 
 struct Subscription {
+    app: AppState,
+    parts: Parts,
+    id: ProgressId,
+    /// Whether the hook allowed the upload's owner (checked once the owner is known).
+    allowed: bool,
     rx: watch::Receiver<Progress>,
     /// Progress at or below this offset was already seen (`Last-Event-ID` on a reconnect).
     seen: Option<u64>,
@@ -54,6 +67,19 @@ impl Subscription {
                 }
             }
             let p = self.rx.borrow_and_update().clone();
+            if !self.allowed && p.state != ProgressState::Waiting {
+                let owner = match self.app.hub.owner(&self.id) {
+                    Some(owner) => owner,
+                    // An upload that ended without saying whose it is has no owner.
+                    None if p.is_final() => None,
+                    // Wait for the upload to say whose it is before showing any count.
+                    None => continue,
+                };
+                if authorize(&self.app, &self.parts, &self.id, owner).await.is_err() {
+                    return None;
+                }
+                self.allowed = true;
+            }
             let first = std::mem::take(&mut self.first);
             if p.is_final() {
                 self.ended = true;
@@ -68,17 +94,62 @@ impl Subscription {
     }
 }
 
-pub(super) async fn events(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let subscribe = || -> Result<_, Problem> {
-        let id = ProgressId::parse(&id)?;
-        app.hub.subscribe(&id)
+async fn authorize(app: &AppState, parts: &Parts, id: &ProgressId, owner: Option<String>) -> Result<(), Problem> {
+    app.resumable.hooks.authorize_access(parts, owner.as_deref(), || AccessTarget::Progress(id.as_str().to_owned())).await
+}
+
+/// Runs the authorisation hook with the owner of whatever `id` names, as far as it is known now:
+/// `Ok(true)` when the owner was known and allowed.
+async fn check(app: &AppState, parts: &Parts, id: &ProgressId) -> Result<bool, Problem> {
+    let r = &app.resumable;
+    if !r.hooks.has_authorize() {
+        return Ok(true);
+    }
+    if let Some(upload) = UploadId::parse(id.as_str()) {
+        if let Some(record) = r.state.get(&upload).await.map_err(|e| e.to_problem())? {
+            r.hooks.authorize_access(parts, record.owner.as_deref(), || AccessTarget::Upload(record.clone())).await?;
+            return Ok(true);
+        }
+        if let Some(file) = r.state.get_file(&upload).await.map_err(|e| e.to_problem())? {
+            r.hooks.authorize_access(parts, file.owner.as_deref(), || AccessTarget::File(file.clone())).await?;
+            return Ok(true);
+        }
+    }
+    match app.hub.owner(id) {
+        Some(owner) => authorize(app, parts, id, owner).await.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// Who is subscribing, for the hub's per-client bound: the rate limiter's key, else the peer.
+fn client(parts: &Parts) -> Option<String> {
+    match parts.extensions.get::<ClientKey>() {
+        Some(key) => Some(key.0.to_string()),
+        None => parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+    }
+}
+
+fn subscribe(hub: &ProgressHub, id: &ProgressId, parts: &Parts) -> Result<watch::Receiver<Progress>, Problem> {
+    hub.subscribe_as(id, client(parts).as_deref())
+}
+
+pub(super) async fn events(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let id = match ProgressId::parse(&id) {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
     };
-    let rx = match subscribe() {
+    let allowed = match check(&app, &parts, &id).await {
+        Ok(allowed) => allowed,
+        Err(problem) => return problem.into_response(),
+    };
+    let rx = match subscribe(&app.hub, &id, &parts) {
         Ok(rx) => rx,
         Err(problem) => return problem.into_response(),
     };
-    let seen = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok());
-    let sub = Subscription { rx, seen, first: true, ended: false, waiting_until: Instant::now() + app.hub.wait_limit() };
+    let seen = parts.headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok());
+    let waiting_until = Instant::now() + app.hub.wait_limit();
+    let sub = Subscription { app, parts, id, allowed, rx, seen, first: true, ended: false, waiting_until };
     let events = stream::unfold(sub, |mut sub| async move { sub.next().await.map(|e| (Ok::<_, Infallible>(e), sub)) });
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }

@@ -7,9 +7,11 @@ use crate::{
     error::{BodyRejection, BoxError, Problem},
     filename,
     hash::{FormHashing, HashBody},
+    hooks::CreateRequest,
     ingest::{UploadResponse, UploadedFile, progress_id},
     limit::LimitedBody,
     sniff::{FormPolicy, SniffBody},
+    state::FileRecord,
     storage::{FileMeta, NewUpload, StoredObject},
 };
 use axum::{
@@ -191,38 +193,40 @@ fn add_field(fields: &mut serde_json::Map<String, serde_json::Value>, name: Stri
     }
 }
 
-/// The files of a form stored so far. The form is all-or-nothing: if a later part fails, or the
-/// request is dropped, they are deleted (nobody has learnt their ids yet).
-struct Committed {
+/// The files of a form stored so far, not catalogued yet. The form is all-or-nothing: if a later
+/// part fails, or the request is dropped, they are deleted (nobody has learnt their ids yet);
+/// once every part is in, they are catalogued together.
+struct Stored {
     store: Arc<dyn crate::storage::Store>,
-    objects: Vec<StoredObject>,
+    files: Vec<FileRecord>,
 }
 
-impl Committed {
+impl Stored {
     async fn undo(mut self) {
-        for object in std::mem::take(&mut self.objects) {
-            if let Err(e) = self.store.delete(&object.id).await {
-                tracing::warn!(id = %object.id, error = %e, "could not delete a file of a failed form");
+        for file in std::mem::take(&mut self.files) {
+            if let Err(e) = self.store.delete(&file.id).await {
+                tracing::warn!(id = %file.id, error = %e, "could not delete a file of a failed form");
             }
         }
     }
 
-    fn keep(mut self) -> Vec<StoredObject> {
-        std::mem::take(&mut self.objects)
+    /// The files, which the caller now catalogues (or deletes).
+    fn take(mut self) -> Vec<FileRecord> {
+        std::mem::take(&mut self.files)
     }
 }
 
-impl Drop for Committed {
+impl Drop for Stored {
     fn drop(&mut self) {
-        let objects = std::mem::take(&mut self.objects);
-        if objects.is_empty() {
+        let files = std::mem::take(&mut self.files);
+        if files.is_empty() {
             return;
         }
         let store = self.store.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                for object in objects {
-                    let _ = store.delete(&object.id).await;
+                for file in files {
+                    let _ = store.delete(&file.id).await;
                 }
             });
         }
@@ -264,7 +268,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
     };
     let mut multipart = multer::Multipart::new(guarded, boundary);
 
-    let mut committed = Committed { store: app.store.clone(), objects: Vec::new() };
+    let mut stored = Stored { store: app.store.clone(), files: Vec::new() };
     let mut fields = serde_json::Map::new();
     let outcome: Result<(), Problem> = async {
         let mut count = 0;
@@ -293,7 +297,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
                 add_field(&mut fields, field_name.unwrap_or_default(), value);
                 continue;
             };
-            if committed.objects.len() >= limits.max_files {
+            if stored.files.len() >= limits.max_files {
                 return Err(Problem::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_many_files",
@@ -305,11 +309,17 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
                 name: filename::sanitize(&raw_name),
                 content_type: field.content_type().and_then(|m| essence(m.as_ref())),
             };
-            committed
-                .objects
-                .push(receive_file(&app, field, field_name, declared, policy.clone(), &algorithms, limits.max_file_size).await?);
+            let mut meta =
+                FileMeta { name: declared.name.clone(), content_type: declared.content_type.clone(), ..FileMeta::default() };
+            if let Some(name) = field_name {
+                meta.extra.insert("field".into(), name);
+            }
+            let created = app.admit(&parts, CreateRequest::new("form", &parts, None, meta, Some(raw_name))).await?;
+            let owner = created.owner.clone();
+            let object = receive_file(&app, field, declared, created, policy.clone(), &algorithms, limits.max_file_size).await?;
+            stored.files.push(FileRecord::of(&object, owner));
         }
-        if committed.objects.is_empty() {
+        if stored.files.is_empty() {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "no_files",
@@ -321,14 +331,17 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
     .await;
 
     if let Err(problem) = outcome {
-        committed.undo().await;
+        stored.undo().await;
         return problem.into_response();
     }
     // The whole form arrived, and matched any digest the client sent for it.
-    let stored = committed.keep();
+    let files = stored.take();
+    if let Err(problem) = app.catalog(&files).await {
+        return problem.into_response();
+    }
     let url = files_url(&parts);
     UploadResponse {
-        files: stored.iter().map(|o| UploadedFile::new(o, &url)).collect(),
+        files: files.iter().map(|f| UploadedFile::of_file(f, &url)).collect(),
         fields,
         progress_id: progress_id(&parts.extensions),
     }
@@ -341,8 +354,8 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
 async fn receive_file(
     app: &AppState,
     field: multer::Field<'static>,
-    field_name: Option<String>,
     declared: DeclaredFile,
+    created: CreateRequest,
     policy: Option<Arc<crate::sniff::ContentPolicy>>,
     algorithms: &[crate::hash::HashAlgorithm],
     max_file_size: Option<u64>,
@@ -355,19 +368,13 @@ async fn receive_file(
     // Decide on the content before any storage is touched.
     let sniffed = std::future::poll_fn(|cx| body.poll_decide(cx)).await.map_err(field_problem)?;
     let (body, digests) = HashBody::new(body, algorithms, Vec::new());
-    let mut meta = FileMeta {
-        content_type: sniffed.map(|s| s.content_type).or(declared.content_type),
-        name: declared.name,
-        ..FileMeta::default()
-    };
-    if let Some(name) = field_name {
-        meta.extra.insert("field".into(), name);
-    }
+    // The verified type wins over what was declared (and what a hook made of it).
+    let mut meta = created.meta;
+    meta.content_type = sniffed.map(|s| s.content_type).or(meta.content_type);
     let digests_at_end = Box::new(move || digests.get().cloned().unwrap_or_default());
-    app.store.put_object(NewUpload { length: None, meta, key_prefix: None }, data_stream(body), digests_at_end).await.map_err(
-        |e| match e {
-            crate::storage::StoreError::Body(source) => field_problem(source),
-            other => other.to_problem(),
-        },
-    )
+    let upload = NewUpload { length: None, meta, key_prefix: created.key_prefix };
+    app.store.put_object(upload, data_stream(body), digests_at_end).await.map_err(|e| match e {
+        crate::storage::StoreError::Body(source) => field_problem(source),
+        other => other.to_problem(),
+    })
 }

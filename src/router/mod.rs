@@ -4,7 +4,8 @@
 //! |---|---|
 //! | `POST {prefix}/form` | streaming `multipart/form-data`, any number of files plus text fields |
 //! | `POST {prefix}/raw` | the body is the file; name from `Content-Disposition` or `?name=` |
-//! | `GET {prefix}/files/{id}` | download, with `Range` |
+//! | `GET {prefix}/files/{id}` | download, with `Range` (and `HEAD`) |
+//! | `DELETE {prefix}/files/{id}` | delete a file |
 //! | `GET {prefix}/progress/{id}` | Server-Sent Events for an upload that names `?progress_id=` |
 //! | `POST {prefix}/chunked/init`, `…/chunk`, `…/complete`, `GET …/status` | the JSON chunked-upload API (see `chunked.rs`) |
 //!
@@ -22,14 +23,15 @@ mod raw;
 pub use form::FormLimits;
 
 use crate::{
+    error::Problem,
     hash::{HashAlgorithm, HashLayer},
-    hooks::Hooks,
+    hooks::{CreateRequest, Hooks},
     limit::BodyLimitLayer,
-    progress::{ProgressHub, ProgressLayer, ReportRefusalsLayer},
+    progress::{ProgressHub, ProgressId, ProgressLayer, ReportRefusalsLayer},
     rate_limit::RateLimitLayer,
     resumable::Resumable,
     sniff::{ContentPolicy, SniffLayer},
-    state::{Locker, MemoryLocker, MemoryState, StateStore, sweep::Sweeper},
+    state::{FileRecord, Locker, MemoryLocker, MemoryState, StateStore, sweep::Sweeper},
     storage::Store,
 };
 use axum::{
@@ -94,6 +96,40 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<UploadConfig>,
     /// The same store, hub and config with the state of resumable uploads.
     pub(crate) resumable: Resumable,
+}
+
+impl AppState {
+    /// Runs the pre-create hook for a one-shot upload (a raw body, a file of a form), and tells
+    /// the progress hub whose upload the request's progress is.
+    pub(crate) async fn admit(&self, parts: &Parts, asked: CreateRequest) -> Result<CreateRequest, Problem> {
+        let created = self.resumable.hooks.run_pre_create(asked).await?;
+        if let Some(id) = parts.extensions.get::<ProgressId>() {
+            if self.hub.owner(id).is_none() {
+                self.hub.set_owner(id, created.owner.clone());
+            }
+        }
+        Ok(created)
+    }
+
+    /// Catalogues stored files (the commit point of one-shot uploads): all of them or, if that
+    /// fails, none, with their bytes deleted.
+    pub(crate) async fn catalog(&self, files: &[FileRecord]) -> Result<(), Problem> {
+        let state = &self.resumable.state;
+        for (n, file) in files.iter().enumerate() {
+            if let Err(e) = state.insert_file(file).await {
+                for done in &files[..n] {
+                    let _ = state.remove_file(&done.id).await;
+                }
+                for file in files {
+                    if let Err(e) = self.store.delete(&file.id).await {
+                        tracing::warn!(id = %file.id, error = %e, "could not delete a file that was not catalogued");
+                    }
+                }
+                return Err(e.to_problem());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The URL under which this router's files download: `{nested prefix}/files`.
@@ -328,7 +364,7 @@ impl Uploads {
             .route("/tus/{id}", tus_upload.layer(resumable))
             .route("/form", post(form::upload).layer(stack(config.max_form_body)))
             .route("/raw", post(raw::upload).layer(stack(config.max_raw_body)))
-            .route("/files/{id}", get(download::download).layer(reads.clone()))
+            .route("/files/{id}", get(download::download).delete(download::delete).layer(reads.clone()))
             .route("/progress/{id}", get(events::events).layer(reads))
             .merge(chunked::routes(&config, &resumable_limit))
             .with_state(state)

@@ -1,7 +1,12 @@
 //! `POST {prefix}/raw`: the request body is the file.
 
 use super::{AppState, files_url};
-use crate::ingest::{UploadResponse, UploadedFile, progress_id, store_body};
+use crate::{
+    error::Problem,
+    hooks::CreateRequest,
+    ingest::{UploadResponse, UploadedFile, declared_meta, progress_id, refuse_multipart, store_as},
+    state::FileRecord,
+};
 use axum::{
     extract::{Request, State},
     response::{IntoResponse, Response},
@@ -9,7 +14,18 @@ use axum::{
 
 pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    match store_body(app.store.as_ref(), &parts, body).await {
+    let outcome = async {
+        refuse_multipart(&parts.headers)?;
+        let client_name = crate::declared::client_name(&parts.uri, &parts.headers);
+        let length = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let asked = CreateRequest::new("raw", &parts, length, declared_meta(&parts), client_name);
+        let created = app.admit(&parts, asked).await?;
+        let owner = created.owner.clone();
+        let object = store_as(app.store.as_ref(), &parts, body, Some(created)).await?;
+        app.catalog(&[FileRecord::of(&object, owner)]).await?;
+        Ok::<_, Problem>(object)
+    };
+    match outcome.await {
         Ok(object) => UploadResponse {
             files: vec![UploadedFile::new(&object, &files_url(&parts))],
             fields: Default::default(),

@@ -1,8 +1,11 @@
 //! The contract every [`StateStore`] keeps, as a test suite that ships with the crate: call
 //! [`run`] from a test of your own backend.
 
-use super::{Concat, HashCheckpoint, Protocol, StateError, StateStore, UploadRecord};
-use crate::{id::UploadId, storage::FileMeta};
+use super::{Concat, FileRecord, FileStatus, HashCheckpoint, Protocol, StateError, StateStore, UploadRecord};
+use crate::{
+    id::UploadId,
+    storage::{Digests, FileMeta},
+};
 use std::sync::Arc;
 
 fn record(expires_at: Option<u64>) -> UploadRecord {
@@ -18,8 +21,23 @@ fn record(expires_at: Option<u64>) -> UploadRecord {
     r
 }
 
+fn file(id: UploadId) -> FileRecord {
+    let mut digests = Digests::default();
+    digests.insert("sha-256", &[0xab; 32]);
+    FileRecord {
+        key: format!("tenants/acme/{id}"),
+        id,
+        owner: Some("acme".into()),
+        meta: FileMeta { name: Some("a.bin".into()), content_type: Some("image/png".into()), ..FileMeta::default() },
+        size: 10,
+        digests,
+        status: FileStatus::Complete,
+        created_at: 1_700_000_000,
+    }
+}
+
 /// Runs every check against `state`, panicking on the first failure. The store should be empty
-/// of expired records (a fresh one is best).
+/// (a fresh one is best).
 ///
 /// # Panics
 /// When the store breaks its contract.
@@ -96,4 +114,58 @@ pub async fn run(state: &dyn StateStore) {
         assert_eq!(state.get(&r.id).await.unwrap(), None);
     }
     assert_eq!(state.remove(&r.id).await.unwrap(), None, "removing twice finds nothing");
+
+    catalog(state).await;
+}
+
+async fn catalog(state: &dyn StateStore) {
+    // insert_file, get_file, duplicates
+    let f = file(UploadId::random());
+    state.insert_file(&f).await.expect("insert_file");
+    assert_eq!(state.get_file(&f.id).await.unwrap().as_ref(), Some(&f), "a file reads back as written");
+    assert!(matches!(state.insert_file(&f).await, Err(StateError::AlreadyExists(_))), "a duplicate file id is refused");
+    assert_eq!(state.get_file(&UploadId::random()).await.unwrap(), None);
+    assert_eq!(state.get(&f.id).await.unwrap(), None, "files and upload records are apart");
+
+    // finish: the file and the finished record at once; nothing without a record
+    let mut upload = record(None);
+    upload.hash = Some(HashCheckpoint { offset: 10, states: [("sha-256".into(), "00".into())].into() });
+    state.insert(&upload).await.unwrap();
+    let made = file(upload.id.clone());
+    let finished = state.finish(&upload.id, &made).await.unwrap().expect("the record exists");
+    assert!(finished.finished && finished.hash.is_none(), "finish marks the record finished and drops its hash state");
+    assert_eq!(state.get(&upload.id).await.unwrap().as_ref(), Some(&finished));
+    assert_eq!(state.get_file(&upload.id).await.unwrap().as_ref(), Some(&made));
+    assert!(state.finish(&upload.id, &made).await.unwrap().is_some(), "finishing again is harmless");
+    let orphan = file(UploadId::random());
+    assert_eq!(state.finish(&orphan.id, &orphan).await.unwrap(), None, "no record: nothing finished");
+    assert_eq!(state.get_file(&orphan.id).await.unwrap(), None, "... and no file added");
+
+    // paging in id order
+    let mut ids = vec![f.id.clone(), made.id.clone()];
+    for _ in 0..3 {
+        let extra = file(UploadId::random());
+        state.insert_file(&extra).await.unwrap();
+        ids.push(extra.id);
+    }
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state.files(after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2, "the limit holds");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        seen.extend(page.into_iter().map(|f| f.id));
+    }
+    assert_eq!(seen, ids, "paging visits every file once, in id order");
+
+    // remove_file
+    for id in &ids {
+        assert!(state.remove_file(id).await.unwrap().is_some());
+        assert_eq!(state.get_file(id).await.unwrap(), None);
+    }
+    assert_eq!(state.remove_file(&f.id).await.unwrap(), None, "removing twice finds nothing");
+    assert!(state.files(None, 10).await.unwrap().is_empty());
+    state.remove(&upload.id).await.unwrap();
 }

@@ -1,17 +1,23 @@
-use super::{Change, StateError, StateStore, UploadRecord};
+use super::{Change, FileRecord, StateError, StateStore, UploadRecord};
 use crate::id::UploadId;
 use async_trait::async_trait;
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
-/// Upload records in memory: for tests and docs. Everything is lost when the process ends, so a
+/// Upload records and the file catalog in memory: for tests and docs. Everything is lost when the process ends, so a
 /// restarted server cannot resume these uploads; use [`RedbState`](super::RedbState) (the
 /// default of [`uploads_router`](crate::uploads_router)) for that.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryState {
-    records: Arc<Mutex<HashMap<UploadId, UploadRecord>>>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    records: HashMap<UploadId, UploadRecord>,
+    files: BTreeMap<UploadId, FileRecord>,
 }
 
 impl MemoryState {
@@ -20,21 +26,30 @@ impl MemoryState {
         Self::default()
     }
 
-    /// How many records it holds.
-    pub fn len(&self) -> usize {
-        self.records.lock().expect("state lock poisoned").len()
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("state lock poisoned")
     }
 
-    /// Whether it holds no record.
+    /// How many upload records it holds.
+    pub fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    /// Whether it holds no upload record.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many files its catalog holds.
+    pub fn file_count(&self) -> usize {
+        self.lock().files.len()
     }
 }
 
 #[async_trait]
 impl StateStore for MemoryState {
     async fn insert(&self, record: &UploadRecord) -> Result<(), StateError> {
-        let mut records = self.records.lock().expect("state lock poisoned");
+        let records = &mut self.lock().records;
         if records.contains_key(&record.id) {
             return Err(StateError::AlreadyExists(record.id.clone()));
         }
@@ -43,12 +58,11 @@ impl StateStore for MemoryState {
     }
 
     async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
-        Ok(self.records.lock().expect("state lock poisoned").get(id).cloned())
+        Ok(self.lock().records.get(id).cloned())
     }
 
     async fn update(&self, id: &UploadId, change: Change<'_>) -> Result<Option<UploadRecord>, StateError> {
-        let mut records = self.records.lock().expect("state lock poisoned");
-        Ok(records.get_mut(id).map(|record| {
+        Ok(self.lock().records.get_mut(id).map(|record| {
             let mut changed = record.clone();
             if change(&mut changed) {
                 *record = changed;
@@ -58,15 +72,45 @@ impl StateStore for MemoryState {
     }
 
     async fn remove(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
-        Ok(self.records.lock().expect("state lock poisoned").remove(id))
+        Ok(self.lock().records.remove(id))
     }
 
     async fn expired(&self, now: u64, limit: usize) -> Result<Vec<UploadRecord>, StateError> {
-        let records = self.records.lock().expect("state lock poisoned");
-        let mut expired: Vec<_> = records.values().filter(|r| r.is_expired(now)).cloned().collect();
+        let mut expired: Vec<_> = self.lock().records.values().filter(|r| r.is_expired(now)).cloned().collect();
         expired.sort_by_key(|r| r.expires_at);
         expired.truncate(limit);
         Ok(expired)
+    }
+
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StateError> {
+        let files = &mut self.lock().files;
+        if files.contains_key(&file.id) {
+            return Err(StateError::AlreadyExists(file.id.clone()));
+        }
+        files.insert(file.id.clone(), file.clone());
+        Ok(())
+    }
+
+    async fn get_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
+        Ok(self.lock().files.get(id).cloned())
+    }
+
+    async fn remove_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
+        Ok(self.lock().files.remove(id))
+    }
+
+    async fn files(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<FileRecord>, StateError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, |id| Excluded(id.clone()));
+        Ok(self.lock().files.range((start, Unbounded)).take(limit).map(|(_, f)| f.clone()).collect())
+    }
+
+    async fn finish(&self, upload: &UploadId, file: &FileRecord) -> Result<Option<UploadRecord>, StateError> {
+        let inner = &mut *self.lock();
+        let Some(record) = inner.records.get_mut(upload) else { return Ok(None) };
+        record.mark_finished();
+        inner.files.insert(file.id.clone(), file.clone());
+        Ok(Some(record.clone()))
     }
 }
 

@@ -2,8 +2,14 @@
 //! far, which chunks arrived) kept apart from its bytes, so that it survives a restart and, with a
 //! shared backend, moves between instances.
 //!
-//! Two separate axes, as in tusd: a [`StateStore`] keeps [`UploadRecord`]s, and a [`Locker`]
-//! makes sure one request at a time writes to an upload. Any state store combines with any
+//! Two separate axes, as in tusd: a [`StateStore`] keeps [`UploadRecord`]s and the catalog of
+//! finished files ([`FileRecord`]s), and a [`Locker`] makes sure one request at a time writes to
+//! an upload.
+//!
+//! The catalog is what downloads, deletes and authorisation read: a file's owner stays with it
+//! for as long as the file exists, long after the record of the upload that made it has expired.
+//! A catalog row is the commit point of a file: storage that no row names is an orphan, which
+//! the [sweeper](sweep::Sweeper) removes. Any state store combines with any
 //! locker and any [`Store`](crate::storage::Store).
 //!
 //! | state store | feature | notes |
@@ -31,7 +37,11 @@ pub use memory::MemoryState;
 #[cfg(feature = "redb")]
 pub use redb::RedbState;
 
-use crate::{error::BoxError, error::Problem, id::UploadId, storage::FileMeta};
+use crate::{
+    error::{BoxError, Problem},
+    id::UploadId,
+    storage::{Digests, FileMeta},
+};
 use async_trait::async_trait;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -154,6 +164,66 @@ impl UploadRecord {
     pub fn is_expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
+
+    /// What [`StateStore::finish`] does to the record.
+    pub(crate) fn mark_finished(&mut self) {
+        self.finished = true;
+        self.hash = None;
+    }
+}
+
+/// Whether a catalogued file can be read yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FileStatus {
+    /// Stored whole and verified: it can be downloaded.
+    #[default]
+    Complete,
+    /// Announced but not confirmed yet (a direct upload to object storage).
+    Pending,
+}
+
+/// A file in the catalog: what downloads, deletes and authorisation read. See the
+/// [module docs](self).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The file's id, in its download URL. A resumable upload's file has the upload's id.
+    pub id: UploadId,
+    /// Where its bytes are kept in the store.
+    pub key: String,
+    /// The tenant or owner, checked by the authorisation hook on every request that names the
+    /// file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Name, type and the client's metadata.
+    pub meta: FileMeta,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Digests computed while its bytes streamed in.
+    #[serde(default)]
+    pub digests: Digests,
+    /// Whether it can be read yet.
+    #[serde(default)]
+    pub status: FileStatus,
+    /// Seconds since the Unix epoch when its upload began.
+    pub created_at: u64,
+}
+
+impl FileRecord {
+    /// The catalog row of a stored object.
+    pub(crate) fn of(object: &crate::storage::StoredObject, owner: Option<String>) -> Self {
+        Self {
+            id: object.id.clone(),
+            key: object.key(),
+            owner,
+            meta: object.meta.clone(),
+            size: object.size,
+            digests: object.digests.clone(),
+            status: FileStatus::Complete,
+            created_at: object.created_at,
+        }
+    }
 }
 
 /// Errors of a state store or locker backend.
@@ -202,14 +272,18 @@ impl std::error::Error for StateError {
 /// the record. It returns `false` to leave the record unchanged.
 pub type Change<'a> = &'a mut (dyn FnMut(&mut UploadRecord) -> bool + Send);
 
-/// Keeps upload records. Every operation is atomic; see the [module docs](self).
+/// Keeps upload records and the catalog of files. Every operation is atomic; see the
+/// [module docs](self).
 ///
 /// Contract (checked by [`conformance::run`]):
 /// - `insert` refuses an id that exists;
 /// - `update` applies a change atomically with respect to other updates of the same record and
 ///   returns the record as it is afterwards (`None` when there is no such record);
 /// - `expired` returns up to `limit` records whose `expires_at` is at or before `now`, oldest
-///   first.
+///   first;
+/// - `insert_file` refuses an id that exists; `finish` adds the file and marks its upload's
+///   record finished in one atomic step, or does nothing when there is no such record;
+/// - `files` pages through the catalog in id order.
 #[async_trait]
 pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     /// Adds a new record.
@@ -226,6 +300,26 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
 
     /// Records expired at `now`, at most `limit`, oldest expiry first.
     async fn expired(&self, now: u64, limit: usize) -> Result<Vec<UploadRecord>, StateError>;
+
+    /// Adds a file to the catalog (a one-shot upload's commit point).
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StateError>;
+
+    /// A file of the catalog.
+    async fn get_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError>;
+
+    /// Removes a file from the catalog, returning it (a delete's commit point: its bytes go
+    /// after).
+    async fn remove_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError>;
+
+    /// Up to `limit` files with ids after `after` (from the first when `None`), in id order: for
+    /// sweeps that compare the catalog with storage.
+    async fn files(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<FileRecord>, StateError>;
+
+    /// Adds `file` to the catalog and marks the record `upload` finished (its hash state
+    /// dropped), atomically: a resumable upload's commit point. Returns the finished record, or
+    /// `None`, changing nothing, when there is no such record. A file with the same id replaces
+    /// the catalogued one (finishing again after a crash is harmless).
+    async fn finish(&self, upload: &UploadId, file: &FileRecord) -> Result<Option<UploadRecord>, StateError>;
 }
 
 pub mod conformance;

@@ -1,4 +1,4 @@
-use super::{Change, StateError, StateStore, UploadRecord};
+use super::{Change, FileRecord, StateError, StateStore, UploadRecord};
 use crate::id::UploadId;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -8,8 +8,10 @@ use std::{path::Path, sync::Arc};
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// Expiry index: (expires_at, id) → ().
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("uploads_by_expiry");
+/// The catalog of files by id, as JSON.
+const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
 
-/// Upload records in an embedded [redb](https://www.redb.org) database file: crash-safe, pure
+/// Upload records and the file catalog in an embedded [redb](https://www.redb.org) database file: crash-safe, pure
 /// Rust, one process at a time (the file is locked while open). The default state store of
 /// [`uploads_router`](crate::uploads_router).
 ///
@@ -40,6 +42,7 @@ impl RedbState {
         let txn = db.begin_write().map_err(StateError::backend)?;
         txn.open_table(RECORDS).map_err(StateError::backend)?;
         txn.open_table(EXPIRY).map_err(StateError::backend)?;
+        txn.open_table(FILES).map_err(StateError::backend)?;
         txn.commit().map_err(StateError::backend)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -53,12 +56,18 @@ impl RedbState {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<UploadRecord, StateError> {
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
     serde_json::from_slice(bytes).map_err(StateError::backend)
 }
 
-fn encode(record: &UploadRecord) -> Result<Vec<u8>, StateError> {
-    serde_json::to_vec(record).map_err(StateError::backend)
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(value).map_err(StateError::backend)
+}
+
+fn put_file(txn: &redb::WriteTransaction, file: &FileRecord) -> Result<(), StateError> {
+    let mut files = txn.open_table(FILES).map_err(StateError::backend)?;
+    files.insert(file.id.as_str(), encode(file)?.as_slice()).map_err(StateError::backend)?;
+    Ok(())
 }
 
 /// Whether a change must survive a crash on its own. Progress within an upload (the hash
@@ -205,6 +214,77 @@ impl StateStore for RedbState {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StateError> {
+        let file = file.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(StateError::backend)?;
+            {
+                let files = txn.open_table(FILES).map_err(StateError::backend)?;
+                if files.get(file.id.as_str()).map_err(StateError::backend)?.is_some() {
+                    return Err(StateError::AlreadyExists(file.id));
+                }
+            }
+            put_file(&txn, &file)?;
+            txn.commit().map_err(StateError::backend)
+        })
+        .await
+    }
+
+    async fn get_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
+        // A point read, like `get`: inline.
+        let txn = self.db.begin_read().map_err(StateError::backend)?;
+        let files = txn.open_table(FILES).map_err(StateError::backend)?;
+        let value = files.get(id.as_str()).map_err(StateError::backend)?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    async fn remove_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
+        let id = id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(StateError::backend)?;
+            let old = {
+                let mut files = txn.open_table(FILES).map_err(StateError::backend)?;
+                let old = files.remove(id.as_str()).map_err(StateError::backend)?;
+                old.map(|v| decode(v.value())).transpose()?
+            };
+            txn.commit().map_err(StateError::backend)?;
+            Ok(old)
+        })
+        .await
+    }
+
+    async fn files(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<FileRecord>, StateError> {
+        let after = after.map(|id| id.as_str().to_owned());
+        self.blocking(move |db| {
+            use std::ops::Bound::{Excluded, Unbounded};
+            let txn = db.begin_read().map_err(StateError::backend)?;
+            let files = txn.open_table(FILES).map_err(StateError::backend)?;
+            let start = after.as_deref().map_or(Unbounded, Excluded);
+            let mut out = Vec::new();
+            for entry in files.range::<&str>((start, Unbounded)).map_err(StateError::backend)?.take(limit) {
+                let (_, value) = entry.map_err(StateError::backend)?;
+                out.push(decode(value.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish(&self, upload: &UploadId, file: &FileRecord) -> Result<Option<UploadRecord>, StateError> {
+        let (upload, file) = (upload.clone(), file.clone());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(StateError::backend)?;
+            let Some(old) = get_in(&txn, &upload)? else { return Ok(None) };
+            let mut new = old.clone();
+            new.mark_finished();
+            put(&txn, &new, Some(&old))?;
+            put_file(&txn, &file)?;
+            txn.commit().map_err(StateError::backend)?;
+            Ok(Some(new))
         })
         .await
     }

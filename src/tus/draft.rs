@@ -170,8 +170,10 @@ async fn create_inner(app: &AppState, parts: &Parts, body: Body, version: i64) -
     check_max(app, length)?;
     let declared = crate::declared::DeclaredFile::from_request(&parts.uri, headers);
     let meta = FileMeta { name: declared.name, content_type: declared.content_type, ..FileMeta::default() };
+    let client_name = crate::declared::client_name(&parts.uri, headers);
     let record =
-        new_upload(app, parts, "ietf-draft", length, meta, Protocol::Tus { metadata: None, concat: Concat::None }).await?;
+        new_upload(app, parts, "ietf-draft", length, meta, client_name, Protocol::Tus { metadata: None, concat: Concat::None })
+            .await?;
     let location = upload_url(parts, &record.id);
     let options = AppendOptions { complete, explicit_completion: true, ..AppendOptions::default() };
     let done = append(app, parts, body, record.clone(), 0, options).await.map_err(|p| {

@@ -9,7 +9,7 @@ use crate::{
     resumable::{Append, Interrupted, Resumable, assemble, checkpoint, digests, interrupted_problem, not_found},
     router::{AppState, download},
     sniff::SniffBody,
-    state::{Concat, Protocol, UploadRecord},
+    state::{Concat, FileRecord, Protocol, UploadRecord},
     storage::{NewUpload, StoreError, StoredObject},
 };
 use axum::{
@@ -119,7 +119,7 @@ async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Respons
     let meta = h::file_meta(&pairs);
     let concat = h::text(headers, h::UPLOAD_CONCAT)?.map(h::concat).transpose()?;
     if let Some(ConcatHeader::Final(parts_ids)) = concat {
-        return create_final(app, parts, parts_ids, raw_meta, meta).await;
+        return create_final(app, parts, parts_ids, raw_meta, meta, h::client_name(&pairs)).await;
     }
     let length = h::number(headers, h::UPLOAD_LENGTH)?;
     let deferred = match h::text(headers, h::UPLOAD_DEFER_LENGTH)? {
@@ -137,7 +137,8 @@ async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Respons
         Some(ConcatHeader::Partial) => Concat::Partial,
         _ => Concat::None,
     };
-    let record = new_upload(app, parts, "tus", length, meta, Protocol::Tus { metadata: raw_meta, concat }).await?;
+    let client_name = h::client_name(&pairs);
+    let record = new_upload(app, parts, "tus", length, meta, client_name, Protocol::Tus { metadata: raw_meta, concat }).await?;
     let mut res = empty(StatusCode::CREATED);
     set(&mut res, "location", upload_url(parts, &record.id));
     let with_upload = is_offset_stream(headers);
@@ -184,18 +185,11 @@ pub(crate) async fn new_upload(
     protocol: &'static str,
     length: Option<u64>,
     meta: crate::storage::FileMeta,
+    client_name: Option<String>,
     kind: Protocol,
 ) -> Result<UploadRecord, Problem> {
     let r = &app.resumable;
-    let asked = CreateRequest {
-        protocol,
-        headers: parts.headers.clone(),
-        uri: parts.uri.clone(),
-        length,
-        meta,
-        owner: None,
-        key_prefix: None,
-    };
+    let asked = CreateRequest::new(protocol, parts, length, meta, client_name);
     let allowed = r.hooks.run_pre_create(asked).await?;
     let upload = NewUpload { length, meta: allowed.meta.clone(), key_prefix: allowed.key_prefix.clone() };
     let info = r.store.create(upload).await.map_err(|e| e.to_problem())?;
@@ -223,6 +217,7 @@ async fn create_final(
     ids: Vec<UploadId>,
     raw_meta: Option<String>,
     meta: crate::storage::FileMeta,
+    client_name: Option<String>,
 ) -> Result<Response, Problem> {
     let r = &app.resumable;
     let mut length = 0u64;
@@ -247,15 +242,7 @@ async fn create_final(
         let declared = crate::declared::DeclaredFile { name: meta.name.clone(), content_type: meta.content_type.clone() };
         detected = Some(app.config.policy.check(&head.concat(), &declared)?.content_type);
     }
-    let asked = CreateRequest {
-        protocol: "tus",
-        headers: parts.headers.clone(),
-        uri: parts.uri.clone(),
-        length: Some(length),
-        meta,
-        owner: None,
-        key_prefix: None,
-    };
+    let asked = CreateRequest::new("tus", parts, Some(length), meta, client_name);
     let allowed = r.hooks.run_pre_create(asked).await?;
     let mut stored_meta = allowed.meta.clone();
     stored_meta.content_type = detected.clone().or(stored_meta.content_type);
@@ -271,8 +258,9 @@ async fn create_final(
     record.key_prefix = allowed.key_prefix;
     record.expires_at = r.expires_at();
     record.detected_type = detected;
-    record.finished = true;
+    let file = FileRecord::of(&object, record.owner.clone());
     r.state.insert(&record).await.map_err(|e| e.to_problem())?;
+    let record = r.state.finish(&record.id, &file).await.map_err(|e| e.to_problem())?.unwrap_or(record);
     r.hooks.notify_finish(crate::hooks::FinishedUpload { record: record.clone(), object: object.clone() });
     let mut res = empty(StatusCode::CREATED);
     set(&mut res, "location", upload_url(parts, &object.id));
@@ -382,15 +370,17 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body) -> Result<Re
     Ok(res)
 }
 
+/// A finished upload is a file of the catalog, downloadable at its upload URL also after the
+/// upload's record has expired. A partial upload of a concatenation is not a file.
 async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
-    let record = app.resumable.load(id, parts).await?;
-    if !record.finished {
-        let offset = current_offset(&app.resumable, &record).await?;
-        return Err(
-            Problem::new(StatusCode::CONFLICT, "upload_incomplete", "the upload is not finished yet").with("offset", offset)
-        );
+    match app.resumable.load(id, parts).await {
+        Ok(record) if !record.finished => {
+            let offset = current_offset(&app.resumable, &record).await?;
+            Err(Problem::new(StatusCode::CONFLICT, "upload_incomplete", "the upload is not finished yet").with("offset", offset))
+        }
+        Err(problem) if problem.status() != StatusCode::NOT_FOUND => Err(problem),
+        _ => download::serve(app, &download::find(app, id, parts).await?, &parts.headers).await,
     }
-    download::serve(app, record.id.as_str(), &parts.headers).await
 }
 
 pub(crate) async fn terminate(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {

@@ -68,6 +68,12 @@ pub(crate) fn metadata(raw: &str) -> Result<BTreeMap<String, Vec<u8>>, Problem> 
     Ok(out)
 }
 
+/// The file name as the client sent it (`filename` or `name`), before sanitising.
+pub(crate) fn client_name(pairs: &BTreeMap<String, Vec<u8>>) -> Option<String> {
+    let utf8 = |k: &str| pairs.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+    utf8("filename").or_else(|| utf8("name"))
+}
+
 /// The file metadata tus clients send: `filename`/`name`, `filetype`/`type`/`contentType`; every
 /// key that is UTF-8 is kept in `extra`.
 pub(crate) fn file_meta(pairs: &BTreeMap<String, Vec<u8>>) -> FileMeta {

@@ -352,7 +352,7 @@ async fn hooks_see_chunked_uploads() {
         })
         .authorize(|access: intake::hooks::AccessRequest| async move {
             let tenant = access.headers.get("x-tenant").and_then(|v| v.to_str().ok());
-            if access.record.owner.as_deref() == tenant {
+            if access.owner.as_deref() == tenant {
                 Ok(())
             } else {
                 Err(Problem::new(http::StatusCode::FORBIDDEN, "not_yours", "another tenant's upload"))

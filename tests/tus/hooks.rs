@@ -26,7 +26,7 @@ fn tenant_hooks() -> Hooks {
             Ok(create)
         })
         .authorize(|access: AccessRequest| async move {
-            if access.record.owner == tenant(&access.headers) {
+            if access.owner == tenant(&access.headers) {
                 Ok(())
             } else {
                 Err(Problem::new(StatusCode::FORBIDDEN, "not_yours", "this upload belongs to another tenant"))
