@@ -88,7 +88,7 @@ fn extensions(app: &AppState) -> String {
 /// `OPTIONS {prefix}/tus/`: what this server offers.
 pub(crate) async fn options(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if is_draft(&headers) {
-        return super::draft::options(&app);
+        return super::draft::options(&app, &headers);
     }
     let mut res = empty(StatusCode::NO_CONTENT);
     set(&mut res, h::TUS_VERSION, VERSION);
@@ -382,7 +382,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body) -> Result<Re
     Ok(res)
 }
 
-async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
+pub(crate) async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
     let record = app.resumable.load(id, parts).await?;
     if !record.finished {
         let offset = current_offset(&app.resumable, &record).await?;
