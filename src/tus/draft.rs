@@ -451,7 +451,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body, v: Interop) 
             return Err(bad("upload_completed", "the upload is complete already; only an empty ?1 append is answered"));
         }
         // A client that lost the final response asks again: it gets the same answer.
-        let object = app.store.head(&record.id).await.map_err(|e| e.to_problem())?;
+        let object = app.resumable.store.head(&record.id).await.map_err(|e| e.to_problem())?;
         return Ok(completed(parts, v, &Appended { record, offset: size, object: Some(object) }));
     }
     let options = AppendOptions { checksum: None, declare_length, complete, explicit_completion: true };
