@@ -43,6 +43,9 @@ python3 tests/tenants/tenant_test.py target/debug/examples/server
 step "real tus clients: tus-js-client (npm) and tuspy (PyPI)"
 bash tests/tus-clients/run.sh
 
+step "IETF draft client: tus-js-client 5 (npm), interop 5 and 6"
+bash tests/draft-clients/run.sh
+
 if [ "${INTAKE_SKIP_BENCH:-0}" != 1 ]; then
   step "benchmark smoke run (short mode; figures are not checked)"
   INTAKE_BENCH_QUICK=1 cargo bench --bench upload

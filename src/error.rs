@@ -41,7 +41,7 @@
 //! | `invalid_concat`, `not_partial`, `partial_unfinished` | 400 | tus concatenation: a malformed `Upload-Concat`, or parts that are not finished partial uploads |
 //! | `final_upload` | 403 | tus: a `PATCH` to a final (concatenated) upload |
 //! | `invalid_content_type` | 415 | tus / draft: a `PATCH` without `application/offset+octet-stream` / `application/partial-upload` |
-//! | `unsupported_interop_version`, `missing_upload_complete` | 400 | IETF draft: an interop version other than 6–8, no `Upload-Complete` |
+//! | `unsupported_interop_version`, `missing_upload_complete` | 400 | IETF draft: an interop version other than 5–9, no `Upload-Complete` |
 //! | `inconsistent_length`, `upload_completed` | 400 | IETF draft (problem types `inconsistent-upload-length`, `completed-upload`) |
 
 use bytes::Bytes;

@@ -88,7 +88,7 @@ fn extensions(app: &AppState) -> String {
 /// `OPTIONS {prefix}/tus/`: what this server offers.
 pub(crate) async fn options(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if is_draft(&headers) {
-        return super::draft::options(&app);
+        return super::draft::options(&app, &headers);
     }
     let mut res = empty(StatusCode::NO_CONTENT);
     set(&mut res, h::TUS_VERSION, VERSION);
@@ -372,7 +372,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body) -> Result<Re
 
 /// A finished upload is a file of the catalog, downloadable at its upload URL also after the
 /// upload's record has expired. A partial upload of a concatenation is not a file.
-async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
+pub(crate) async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
     match app.resumable.load(id, parts).await {
         Ok(record) if !record.finished => {
             let offset = current_offset(&app.resumable, &record).await?;
