@@ -79,7 +79,40 @@ impl Resumable {
         if record.is_expired(now_secs()) {
             return Err(Problem::new(StatusCode::GONE, "upload_expired", format!("upload {id} has expired")));
         }
-        Ok(record)
+        self.keep_alive(record).await
+    }
+
+    /// Every request keeps an unfinished upload alive for another `expiry`. The record is written
+    /// only when that moves its expiry by more than a tenth of `expiry` (at most a minute), so a
+    /// stream of requests costs no extra write each.
+    async fn keep_alive(&self, record: UploadRecord) -> Result<UploadRecord, Problem> {
+        let (Some(ttl), Some(at), false) = (self.config.expiry, record.expires_at, record.finished) else { return Ok(record) };
+        let Some(fresh) = self.expires_at() else { return Ok(record) };
+        if at + (ttl.as_secs() / 10).min(60) >= fresh {
+            return Ok(record);
+        }
+        let updated = self
+            .state
+            .update(&record.id, &mut |r| {
+                let later = r.expires_at.is_some_and(|at| at < fresh);
+                if later {
+                    r.expires_at = Some(fresh);
+                }
+                later
+            })
+            .await
+            .map_err(|e| e.to_problem())?;
+        Ok(updated.unwrap_or(record))
+    }
+
+    /// [`load`](Self::load) for the tus and draft routes: another protocol's upload (a chunked
+    /// one) is unknown there.
+    pub(crate) async fn load_tus(&self, id: &str, parts: &Parts) -> Result<UploadRecord, Problem> {
+        let record = self.load(id, parts).await?;
+        match record.protocol {
+            Protocol::Tus { .. } => Ok(record),
+            _ => Err(not_found(id)),
+        }
     }
 
     /// Takes the upload's write lock (`423` if another request keeps it).
@@ -261,7 +294,7 @@ pub(crate) fn interrupted_problem() -> Problem {
 }
 
 /// Settings of one append.
-pub(crate) struct Append<'a> {
+pub(crate) struct Append {
     /// Bytes the upload may still take (`None`: no declared length); more is `413`.
     pub(crate) room: Option<u64>,
     /// The upload's declared length, for the error message.
@@ -269,16 +302,51 @@ pub(crate) struct Append<'a> {
     /// The offset the append starts at (for progress).
     pub(crate) offset: u64,
     pub(crate) hashers: Option<Vec<Hasher>>,
-    pub(crate) lock: &'a UploadLock,
-    /// After a newer request asked for the upload, the append ends if no byte came for this long.
-    pub(crate) stale_after: Duration,
     pub(crate) progress: Option<ProgressReporter>,
 }
 
-impl<'a> Append<'a> {
-    /// Wraps `body`: bounded to the room left, hashed, progress reported, and ended early if a
-    /// newer request asks for the upload while this one is stalled.
-    pub(crate) fn wrap(self, body: ByteStream<'a>) -> (ByteStream<'a>, HashTap, Arc<Mutex<Option<ProgressReporter>>>) {
+/// Ends `body` early (with [`Interrupted`]) when a newer request has asked for the upload and no
+/// byte came for `stale_after`: a client that lost its connection and retried gets its upload
+/// back without waiting for the old request to time out. Applied to a request's body before
+/// anything reads it (the sniffing window included).
+pub(crate) fn until_taken_over(body: ByteStream<'static>, lock: &UploadLock, stale_after: Duration) -> ByteStream<'static> {
+    struct St {
+        body: ByteStream<'static>,
+        /// Resolves when a newer request asks; `None` once it has.
+        asked: Option<futures_util::future::BoxFuture<'static, ()>>,
+        last: tokio::time::Instant,
+        stale_after: Duration,
+        done: bool,
+    }
+    let asked = Box::pin(crate::state::wait_until_asked(lock.asked_handle())) as futures_util::future::BoxFuture<'static, ()>;
+    let st = St { body, asked: Some(asked), last: tokio::time::Instant::now(), stale_after, done: false };
+    futures_util::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let item = loop {
+            let waiting = st.asked.is_some();
+            tokio::select! {
+                biased;
+                item = st.body.next() => break item,
+                _ = async { st.asked.as_mut().expect("asked while waiting").await }, if waiting => st.asked = None,
+                _ = tokio::time::sleep_until(st.last + st.stale_after), if !waiting => {
+                    st.done = true;
+                    return Some((Err(Box::new(Interrupted) as BoxError), st));
+                }
+            }
+        };
+        st.last = tokio::time::Instant::now();
+        let item = item?;
+        st.done = item.is_err();
+        Some((item, st))
+    })
+    .boxed()
+}
+
+impl Append {
+    /// Wraps `body`: bounded to the room left, hashed, progress reported.
+    pub(crate) fn wrap<'a>(self, body: ByteStream<'a>) -> (ByteStream<'a>, HashTap, Arc<Mutex<Option<ProgressReporter>>>) {
         let tap = Arc::new(Mutex::new(TapState { inline: None, offloaded: None, fed: 0 }));
         let mut sender = None;
         if let Some(hashers) = self.hashers {
@@ -294,10 +362,6 @@ impl<'a> Append<'a> {
         let progress = Arc::new(Mutex::new(self.progress));
         struct St<'a> {
             body: ByteStream<'a>,
-            lock: &'a UploadLock,
-            asked: bool,
-            last: tokio::time::Instant,
-            stale_after: Duration,
             room: Option<u64>,
             length: Option<u64>,
             seen: u64,
@@ -309,10 +373,6 @@ impl<'a> Append<'a> {
         }
         let st = St {
             body,
-            lock: self.lock,
-            asked: false,
-            last: tokio::time::Instant::now(),
-            stale_after: self.stale_after,
             room: self.room,
             length: self.length,
             seen: 0,
@@ -326,19 +386,7 @@ impl<'a> Append<'a> {
             if st.done {
                 return None;
             }
-            let chunk = loop {
-                tokio::select! {
-                    biased;
-                    item = st.body.next() => break item,
-                    _ = st.lock.asked(), if !st.asked => st.asked = true,
-                    _ = tokio::time::sleep_until(st.last + st.stale_after), if st.asked => {
-                        st.done = true;
-                        return Some((Err(Box::new(Interrupted) as BoxError), st));
-                    }
-                }
-            };
-            st.last = tokio::time::Instant::now();
-            let chunk = match chunk? {
+            let chunk = match st.body.next().await? {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     st.done = true;
@@ -407,4 +455,21 @@ pub(crate) async fn assemble(
         let _ = store.abort(&info.id).await;
     }
     result
+}
+
+/// The first `window` bytes of the file that stored files make in this order (each given with its
+/// size), read from as many of them as that takes.
+pub(crate) async fn first_bytes(store: &dyn Store, parts: &[(UploadId, u64)], window: usize) -> Result<Vec<u8>, Problem> {
+    let mut head = Vec::with_capacity(window);
+    for (id, size) in parts {
+        let want = (window - head.len()) as u64;
+        if want == 0 {
+            break;
+        }
+        let mut read = store.read(id, Some(0..want.min(*size))).await.map_err(|e| e.to_problem())?;
+        while let Some(bytes) = read.body.next().await {
+            head.extend_from_slice(&bytes.map_err(|e| StoreError::from(e).to_problem())?);
+        }
+    }
+    Ok(head)
 }

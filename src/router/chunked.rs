@@ -31,7 +31,7 @@ use crate::{
     limit::BodyLimitLayer,
     progress::ProgressState,
     rate_limit::RateLimitLayer,
-    resumable::{assemble, not_found},
+    resumable::{assemble, first_bytes, not_found},
     sniff::SniffBody,
     state::{FileRecord, Protocol, UploadRecord},
     storage::{ByteStream, Digests, FileMeta, NewUpload, StoreError, StoredObject},
@@ -42,7 +42,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode, header, request::Parts};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
@@ -546,17 +545,8 @@ async fn recheck_content(app: &AppState, plan: &Plan, chunks: &[UploadId], meta:
     if plan.chunk_size >= window || plan.total_chunks == 1 {
         return Ok(None);
     }
-    let mut head = Vec::with_capacity(policy.peek());
-    for (n, id) in chunks.iter().enumerate() {
-        let want = (window - head.len() as u64).min(plan.chunk_len(n as u64));
-        if want == 0 {
-            break;
-        }
-        let mut read = app.store.read(id, Some(0..want)).await.map_err(|e| e.to_problem())?;
-        while let Some(bytes) = read.body.next().await {
-            head.extend_from_slice(&bytes.map_err(|e| StoreError::from(e).to_problem())?);
-        }
-    }
+    let sized: Vec<_> = chunks.iter().enumerate().map(|(n, id)| (id.clone(), plan.chunk_len(n as u64))).collect();
+    let head = first_bytes(app.store.as_ref(), &sized, policy.peek()).await?;
     Ok(Some(policy.check(&head, &declared(meta))?.content_type))
 }
 

@@ -71,6 +71,8 @@ pub struct UploadConfig {
     /// last one started at least this long ago (default one minute); `None` leaves sweeping to a
     /// [`Sweeper`] you run.
     pub sweep_every: Option<Duration>,
+    /// The most partial uploads a tus final upload may name (default 256).
+    pub max_concat_parts: usize,
 }
 
 impl Default for UploadConfig {
@@ -85,6 +87,7 @@ impl Default for UploadConfig {
             expiry: Some(Duration::from_secs(24 * 3600)),
             stale_after: Duration::from_secs(2),
             sweep_every: Some(Duration::from_secs(60)),
+            max_concat_parts: 256,
         }
     }
 }
@@ -256,6 +259,13 @@ impl Uploads {
     /// (default one minute; `None`: never, run a [`sweeper`](Self::sweeper) yourself).
     pub fn sweep_every(mut self, every: Option<Duration>) -> Self {
         self.config.sweep_every = every;
+        self
+    }
+
+    /// The most partial uploads a tus final upload may name (default 256); more are refused with
+    /// `400 too_many_partials`.
+    pub fn max_concat_parts(mut self, parts: usize) -> Self {
+        self.config.max_concat_parts = parts;
         self
     }
 

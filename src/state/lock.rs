@@ -34,16 +34,25 @@ impl UploadLock {
 
     /// Resolves once another request asks for this lock (never, if none does).
     pub async fn asked(&self) {
-        let mut asked = self.asked.clone();
-        if asked.wait_for(|asked| *asked).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        wait_until_asked(self.asked.clone()).await
+    }
+
+    /// A handle that resolves like [`asked`](Self::asked) without borrowing the lock.
+    pub(crate) fn asked_handle(&self) -> watch::Receiver<bool> {
+        self.asked.clone()
     }
 }
 
 impl fmt::Debug for UploadLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UploadLock").field("asked", &self.is_asked()).finish()
+    }
+}
+
+/// Resolves once `asked` turns `true` (never, if its lock goes away unasked).
+pub(crate) async fn wait_until_asked(mut asked: watch::Receiver<bool>) {
+    if asked.wait_for(|asked| *asked).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -32,6 +32,7 @@ mod memory;
 mod redb;
 pub mod sweep;
 
+pub(crate) use lock::wait_until_asked;
 pub use lock::{LockError, Locker, MemoryLocker, UploadLock};
 pub use memory::MemoryState;
 #[cfg(feature = "redb")]

@@ -407,7 +407,7 @@ fn refuse_headers(parts: &Parts, refused: &[&'static str]) -> Result<(), Problem
 async fn head(app: &AppState, id: &str, parts: &Parts, v: Interop) -> Result<Response, Problem> {
     refuse_headers(parts, v.head_refuses)?;
     let r = &app.resumable;
-    let record = r.load(id, parts).await?;
+    let record = r.load_tus(id, parts).await?;
     r.locker.settle(&record.id, super::handler::SETTLE).await;
     let offset = current_offset(r, &record).await?;
     let mut res = response(StatusCode::NO_CONTENT, v);
@@ -436,7 +436,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body, v: Interop) 
     let complete = sf_boolean(headers, UPLOAD_COMPLETE)?
         .ok_or_else(|| bad("missing_upload_complete", "an append carries Upload-Complete"))?;
     let declare_length = sf_integer(headers, UPLOAD_LENGTH)?;
-    let record = app.resumable.load(id, parts).await?;
+    let record = app.resumable.load_tus(id, parts).await?;
     if record.finished {
         let size = current_offset(&app.resumable, &record).await?;
         let has_content = headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() != b"0");

@@ -6,7 +6,10 @@ use crate::{
     hooks::CreateRequest,
     id::UploadId,
     progress::ProgressState,
-    resumable::{Append, Interrupted, Resumable, assemble, checkpoint, digests, interrupted_problem, not_found},
+    resumable::{
+        Append, Interrupted, Resumable, assemble, checkpoint, digests, first_bytes, interrupted_problem, not_found,
+        until_taken_over,
+    },
     router::{AppState, download},
     sniff::SniffBody,
     state::{Concat, FileRecord, Protocol, UploadRecord},
@@ -17,7 +20,6 @@ use axum::{
     extract::{NestedPath, Path, Request, State},
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 use std::sync::{Arc, Mutex};
@@ -220,7 +222,17 @@ async fn create_final(
     client_name: Option<String>,
 ) -> Result<Response, Problem> {
     let r = &app.resumable;
-    let mut length = 0u64;
+    let limit = app.config.max_concat_parts;
+    if ids.len() > limit {
+        return Err(
+            bad("too_many_partials", format!("a final upload names at most {limit} partial uploads")).with("limit", limit)
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = ids.iter().find(|id| !seen.insert(*id)) {
+        return Err(bad("duplicate_partial", format!("partial upload {twice} is named more than once")));
+    }
+    let mut sized = Vec::with_capacity(ids.len());
     for id in &ids {
         let record = r.load(id.as_str(), parts).await?;
         if !matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. }) {
@@ -229,19 +241,15 @@ async fn create_final(
         if !record.finished {
             return Err(bad("partial_unfinished", format!("partial upload {id} is not finished")));
         }
-        length += r.store.head(id).await.map_err(|e| e.to_problem())?.size;
+        sized.push((id.clone(), r.store.head(id).await.map_err(|e| e.to_problem())?.size));
     }
+    let length = sized.iter().map(|(_, size)| size).sum();
     check_max(app, Some(length))?;
-    // The content policy looks at the first bytes of the whole file.
-    let mut detected = None;
-    if let Some(first) = ids.first() {
-        let peek = app.config.policy.peek() as u64;
-        let size = r.store.head(first).await.map_err(|e| e.to_problem())?.size;
-        let read = r.store.read(first, Some(0..peek.min(size))).await.map_err(|e| e.to_problem())?;
-        let head: Vec<Bytes> = read.body.try_collect().await.map_err(|e| StoreError::from(e).to_problem())?;
-        let declared = crate::declared::DeclaredFile { name: meta.name.clone(), content_type: meta.content_type.clone() };
-        detected = Some(app.config.policy.check(&head.concat(), &declared)?.content_type);
-    }
+    // The content policy looks at the first bytes of the whole file, across as many partial
+    // uploads as they take.
+    let head = first_bytes(r.store.as_ref(), &sized, app.config.policy.peek()).await?;
+    let declared = crate::declared::DeclaredFile { name: meta.name.clone(), content_type: meta.content_type.clone() };
+    let detected = Some(app.config.policy.check(&head, &declared)?.content_type);
     let asked = CreateRequest::new("tus", parts, Some(length), meta, client_name);
     let allowed = r.hooks.run_pre_create(asked).await?;
     let mut stored_meta = allowed.meta.clone();
@@ -318,7 +326,7 @@ pub(crate) async fn current_offset(r: &Resumable, record: &UploadRecord) -> Resu
 
 async fn head(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
     let r = &app.resumable;
-    let record = r.load(id, parts).await?;
+    let record = r.load_tus(id, parts).await?;
     // A client asking for the offset is usually about to resume after a broken request, whose
     // last bytes may still be on their way to storage: let that request end first.
     r.locker.settle(&record.id, SETTLE).await;
@@ -361,7 +369,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body) -> Result<Re
         return Err(bad("unsupported_checksum", "this server's storage cannot verify checksums"));
     }
     let declare_length = h::number(&parts.headers, h::UPLOAD_LENGTH)?;
-    let record = app.resumable.load(id, parts).await?;
+    let record = app.resumable.load_tus(id, parts).await?;
     let options = AppendOptions { checksum, declare_length, ..AppendOptions::default() };
     let done = append(app, parts, body, record, given, options).await?;
     let mut res = empty(StatusCode::NO_CONTENT);
@@ -373,7 +381,7 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body) -> Result<Re
 /// A finished upload is a file of the catalog, downloadable at its upload URL also after the
 /// upload's record has expired. A partial upload of a concatenation is not a file.
 pub(crate) async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
-    match app.resumable.load(id, parts).await {
+    match app.resumable.load_tus(id, parts).await {
         Ok(record) if !record.finished => {
             let offset = current_offset(&app.resumable, &record).await?;
             Err(Problem::new(StatusCode::CONFLICT, "upload_incomplete", "the upload is not finished yet").with("offset", offset))
@@ -385,14 +393,19 @@ pub(crate) async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Respo
 
 pub(crate) async fn terminate(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
     let r = &app.resumable;
-    let record = r.load(id, parts).await?;
+    let record = r.load_tus(id, parts).await?;
     let _lock = r.lock(&record.id).await?;
+    // The record and the file's catalog row go first: once they are gone the upload is gone for
+    // every request, and a crash before its bytes are removed leaves an orphan for the sweeper.
+    r.state.remove(&record.id).await.map_err(|e| e.to_problem())?;
+    if record.finished {
+        r.state.remove_file(&record.id).await.map_err(|e| e.to_problem())?;
+    }
     let outcome = if record.finished { r.store.delete(&record.id).await } else { r.store.abort(&record.id).await };
     match outcome {
         Ok(()) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.to_problem()),
+        Err(e) => tracing::warn!(id = %record.id, error = %e, "could not remove a terminated upload's bytes"),
     }
-    r.state.remove(&record.id).await.map_err(|e| e.to_problem())?;
     r.hooks.notify_terminate(record);
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -504,7 +517,7 @@ pub(crate) async fn append(
             .with_header(http::HeaderName::from_static(h::UPLOAD_OFFSET), HeaderValue::from(offset)));
     }
     let trailers = Arc::new(Mutex::new(None));
-    let mut data = with_trailers(body, trailers.clone());
+    let mut data = until_taken_over(with_trailers(body, trailers.clone()), &lock, app.config.stale_after);
     // The upload's first bytes decide its content, before any of this request's is stored: every
     // request that writes within the sniffing window decides again on the stored bytes and its
     // own, so a tiny first request cannot slip a file past the policy. Partial uploads of a
@@ -523,8 +536,7 @@ pub(crate) async fn append(
             crate::declared::DeclaredFile { name: record.meta.name.clone(), content_type: record.meta.content_type.clone() };
         let body = crate::body::stream_body(stored.chain(data));
         let (mut sniffing, _) = SniffBody::checking(body, Arc::new(app.config.policy.clone()), declared);
-        let sniffed =
-            std::future::poll_fn(|cx| sniffing.poll_decide(cx)).await.map_err(|e| Problem::from_body_error(e.as_ref()))?;
+        let sniffed = std::future::poll_fn(|cx| sniffing.poll_decide(cx)).await.map_err(|e| body_problem(e.as_ref()))?;
         detected = sniffed.map(|s| s.content_type);
         data = skip(crate::body::data_stream(sniffing), offset);
     }
@@ -541,15 +553,7 @@ pub(crate) async fn append(
     }
     let hashers = r.resume_hash(&record, offset).await;
     let progress = r.progress(&record, offset);
-    let append = Append {
-        room: Some(room),
-        length: record.length.or(Some(app.config.max_raw_body)),
-        offset,
-        hashers,
-        lock: &lock,
-        stale_after: app.config.stale_after,
-        progress,
-    };
+    let append = Append { room: Some(room), length: record.length.or(Some(app.config.max_raw_body)), offset, hashers, progress };
     let (stream, tap, progress) = append.wrap(data);
     // Bytes that must be verified are marked as such until they are, so that a crash in between
     // cannot leave them in the upload.
@@ -718,10 +722,15 @@ fn append_error(e: StoreError) -> Problem {
 
 fn append_error_ref(e: &StoreError) -> Problem {
     match e {
-        StoreError::Body(err) if is_interrupted(err.as_ref()) => interrupted_problem(),
-        StoreError::Body(err) => Problem::from_body_error(err.as_ref()),
+        StoreError::Body(err) => body_problem(err.as_ref()),
         other => other.to_problem(),
     }
+}
+
+/// What a client sees when its request body failed: taken over by a newer request, or whatever
+/// the body's error says.
+fn body_problem(err: &(dyn std::error::Error + Send + Sync + 'static)) -> Problem {
+    if is_interrupted(err) { interrupted_problem() } else { Problem::from_body_error(err) }
 }
 
 /// Marks (or clears) where an upload's unverified bytes start.

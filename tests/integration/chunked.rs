@@ -408,3 +408,28 @@ async fn urls_follow_the_prefix_the_router_is_nested_under() {
         assert_eq!(download(&server, done["url"].as_str().unwrap()).await, data);
     }
 }
+
+#[tokio::test]
+async fn tus_requests_do_not_touch_a_chunked_upload() {
+    // A tus DELETE of a chunked upload removed its record and leaked its chunks forever.
+    let server = TestServer::default_disk().await;
+    let id = init(&server, "a.bin", 8, 4).await["upload_id"].as_str().unwrap().to_owned();
+    assert_eq!(send_chunk(&server, &id, 0, b"abcd").await.status(), 200);
+    let tus = server.url(&format!("/tus/{id}"));
+    for method in ["DELETE", "HEAD", "PATCH", "GET"] {
+        let req = server
+            .client
+            .request(method.parse().unwrap(), &tus)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "4")
+            .header("content-type", "application/offset+octet-stream")
+            .body("efgh");
+        let res = bounded(method, req.send()).await.unwrap();
+        assert_eq!(res.status(), 404, "tus {method} of a chunked upload");
+    }
+    let res =
+        bounded("draft DELETE", server.client.delete(&tus).header("upload-draft-interop-version", "8").send()).await.unwrap();
+    assert_eq!(res.status(), 404, "draft DELETE of a chunked upload");
+    assert_eq!(send_chunk(&server, &id, 1, b"efgh").await.status(), 200, "the chunked upload goes on");
+    assert_eq!(complete(&server, &id).await.status(), 200);
+}

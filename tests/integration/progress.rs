@@ -297,3 +297,65 @@ async fn invalid_progress_ids_are_400() {
         bounded("upload", server.client.post(server.url("/raw?name=a.txt&progress_id=bad!id")).body("x").send()).await.unwrap();
     assert_problem(res, 400, "invalid_progress_id").await;
 }
+
+#[tokio::test]
+async fn refused_requests_allocate_no_progress_entry() {
+    // Requests the rate limiter refuses must not fill the hub (they did: one entry per 429).
+    let hub = intake::progress::ProgressHub::new();
+    let server = TestServer::memory({
+        let hub = hub.clone();
+        move |u| u.progress_hub(hub).rate_limit(intake::rate_limit::RateLimitLayer::per_second(1).burst(1))
+    })
+    .await;
+    let mut refused = 0;
+    for n in 0..40 {
+        let url = server.url(&format!("/raw?name=a.txt&progress_id=refused-{n:04}"));
+        let res = bounded("raw upload", server.client.post(url).body("x").send()).await.unwrap();
+        refused += usize::from(res.status() == 429);
+    }
+    assert!(refused >= 35, "the rate limiter refused most requests ({refused})");
+    assert!(hub.len() <= 40 - refused, "{} entries for {} accepted uploads", hub.len(), 40 - refused);
+}
+
+#[tokio::test]
+async fn a_full_hub_does_not_fail_uploads() {
+    let hub = intake::progress::ProgressHub::new().capacity(2);
+    let server = TestServer::memory({
+        let hub = hub.clone();
+        move |u| u.progress_hub(hub)
+    })
+    .await;
+    // Two subscribers waiting for uploads fill the hub.
+    let mut waiting = Vec::new();
+    for id in ["waiting-0001", "waiting-0002"] {
+        let res = bounded("subscribe", server.client.get(server.url(&format!("/progress/{id}"))).send()).await.unwrap();
+        assert_eq!(res.status(), 200);
+        waiting.push(res);
+    }
+    assert_eq!(hub.len(), 2);
+    let res = bounded("upload", server.client.post(server.url("/raw?name=a.txt&progress_id=another-upload")).body("x").send())
+        .await
+        .unwrap();
+    assert_created(res).await;
+}
+
+#[tokio::test]
+async fn one_client_cannot_keep_the_hub_waiting() {
+    let hub = intake::progress::ProgressHub::new().waiting_per_client(3);
+    let server = TestServer::memory({
+        let hub = hub.clone();
+        move |u| u.progress_hub(hub)
+    })
+    .await;
+    let mut held = Vec::new();
+    for n in 0..3 {
+        let res = bounded("subscribe", server.client.get(server.url(&format!("/progress/wait-{n:04}"))).send()).await.unwrap();
+        assert_eq!(res.status(), 200);
+        held.push(res);
+    }
+    let res = bounded("subscribe", server.client.get(server.url("/progress/wait-0004")).send()).await.unwrap();
+    assert_problem(res, 429, "too_many_subscriptions").await;
+    // Following an upload that exists is not waiting: allowed.
+    let res = bounded("subscribe", server.client.get(server.url("/progress/wait-0001")).send()).await.unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -97,6 +97,60 @@ async fn a_stalled_request_lets_go_of_its_upload() {
 }
 
 #[tokio::test]
+async fn a_request_stalled_within_the_sniffing_window_lets_go() {
+    // The first bytes of an upload are held back until the content policy has seen enough of
+    // them; a request that stalls in there must let go like any other (it kept its lock until
+    // the body timeout, so retries got 423).
+    let server = TestServer::disk(|u| u.lock_stale_after(Duration::from_millis(300))).await;
+    let data = pseudo_random(20_000, 4);
+    let location = create(&server, data.len()).await;
+    let mut stalled = RawConn::connect(server.addr).await;
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+        data.len()
+    );
+    stalled.send(head.as_bytes()).await;
+    stalled.send(&data[..100]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let (status, at) = offset(&server, &location).await;
+    assert_eq!(status, 200);
+    let at = at.unwrap();
+    let res = bounded("the retried PATCH", patch(&server, &location, at, data[at..].to_vec())).await;
+    let res = match res.status().as_u16() {
+        409 => {
+            let at: usize = header(&res, "upload-offset").unwrap().parse().unwrap();
+            patch(&server, &location, at, data[at..].to_vec()).await
+        }
+        _ => res,
+    };
+    assert_eq!(res.status(), 204, "the retry takes the upload over");
+    assert!(started.elapsed() < Duration::from_secs(4), "within the stale time, not the body timeout: {:?}", started.elapsed());
+    let old = stalled.response().await.expect("the stalled request is answered");
+    assert_eq!((old.status, old.json()["code"].as_str()), (423, Some("upload_interrupted")));
+    let res = server.client.get(server.absolute(&location)).header(TUS.0, TUS.1).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn every_request_keeps_an_upload_alive() {
+    // "Unfinished uploads expire 24 h after their last request": HEAD counts.
+    let state = MemoryState::new();
+    let server = TestServer::disk({
+        let state = state.clone();
+        move |u| u.state(state).expiry(Some(Duration::from_secs(3))).sweep_every(None)
+    })
+    .await;
+    let location = create(&server, 10).await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(offset(&server, &location).await, (200, Some(0)), "HEAD keeps the upload alive");
+    }
+    assert_eq!(patch(&server, &location, 0, vec![b'x'; 10]).await.status(), 204);
+}
+
+#[tokio::test]
 async fn a_writing_request_keeps_its_upload() {
     let server = TestServer::disk(|u| u.lock_stale_after(Duration::from_secs(5))).await;
     let location = create(&server, 1000).await;

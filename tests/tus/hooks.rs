@@ -132,14 +132,23 @@ async fn post_finish_gets_the_file_and_its_digest() {
     s.run(&[
         Case::new("draft creation, complete", "POST", TUS).draft().header("upload-complete", "?1").body("draft").status(200),
         create_with("partial", "p", 3, b"abc").header("upload-concat", "partial"),
-        Case::new("final", "POST", TUS).tus().header("upload-concat", "final;{p} {p}").status(201).capture("f"),
+        create_with("another partial", "q", 3, b"def").header("upload-concat", "partial"),
+        Case::new("final", "POST", TUS).tus().header("upload-concat", "final;{p} {q}").status(201).capture("f"),
     ])
     .await;
     let mut seen = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let f = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("the hook runs").expect("an upload");
         seen.push((f.object.size, f.object.digests.get("sha-256").map(str::to_owned)));
     }
     seen.sort();
-    assert_eq!(seen, vec![(3, Some(sha256_hex(b"abc"))), (5, Some(sha256_hex(b"draft"))), (6, Some(sha256_hex(b"abcabc"))),]);
+    assert_eq!(
+        seen,
+        vec![
+            (3, Some(sha256_hex(b"abc"))),
+            (3, Some(sha256_hex(b"def"))),
+            (5, Some(sha256_hex(b"draft"))),
+            (6, Some(sha256_hex(b"abcdef")))
+        ]
+    );
 }

@@ -237,3 +237,47 @@ async fn a_final_upload_is_sniffed_as_a_whole() {
     .await;
     assert_eq!(store.objects(), 1, "only the partial upload became a file");
 }
+
+#[tokio::test]
+async fn a_final_upload_is_sniffed_on_its_own_first_bytes() {
+    // Today's hole: a 1-byte first partial was all the content policy saw.
+    let store = InMemory::new();
+    let mut s = Session::memory(&store);
+    let cat = format!("filename {}", b64(b"cat.png"));
+    s.run(&[
+        create_with("the first byte of an executable", "p1", 1, &ELF[..1]).header("upload-concat", "partial"),
+        create_with("two more", "p2", 2, &ELF[1..3]).header("upload-concat", "partial"),
+        create_with("the rest of it", "p3", (ELF.len() - 3) as u64, &ELF[3..]).header("upload-concat", "partial"),
+        named("the final upload named cat.png")
+            .tus()
+            .header("upload-concat", "final;{p1} {p2} {p3}")
+            .header("upload-metadata", cat.clone())
+            .status(415)
+            .code("executable_content"),
+        Case::new("a partial upload is a part, not a file to download", "GET", "{p3}").tus().status(404),
+    ])
+    .await;
+    assert_eq!(store.objects(), 3, "only the partial uploads are kept, as parts");
+}
+
+#[tokio::test]
+async fn concatenation_is_bounded() {
+    let store = InMemory::new();
+    let mut s = Session::new(app(uploads(&store).max_concat_parts(3)));
+    let final_of = |name: &'static str, urls: &str| named(name).tus().header("upload-concat", format!("final;{urls}"));
+    s.run(&[
+        create_with("a partial upload", "p", 4, b"abcd").header("upload-concat", "partial"),
+        create_with("another", "q", 4, b"efgh").header("upload-concat", "partial"),
+        final_of("naming a partial upload twice", "{p} {q} {p}").status(400).code("duplicate_partial"),
+        final_of("naming it twice by absolute URL", "{p} http://example.com{p}").status(400).code("duplicate_partial"),
+        final_of(
+            "more partial uploads than allowed",
+            "{p} {q} /files/tus/0123456789abcdef0123456789abcde0 /files/tus/0123456789abcdef0123456789abcde1",
+        )
+        .status(400)
+        .code("too_many_partials"),
+        final_of("distinct ones within the limit", "{q} {p}").status(201).capture("f"),
+        Case::new("downloads", "GET", "{f}").tus().status(200).expect_body(b"efghabcd".to_vec()),
+    ])
+    .await;
+}
