@@ -13,3 +13,4 @@ mod nesting;
 mod progress;
 mod raw;
 mod tus;
+mod urls;
