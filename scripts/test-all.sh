@@ -40,7 +40,7 @@ python3 tests/crash/crash_test.py target/debug/examples/server
 step "tenant isolation on every route (the example server's hooks)"
 python3 tests/tenants/tenant_test.py target/debug/examples/server
 
-step "real tus clients: tus-js-client (npm) and tuspy (PyPI)"
+step "real tus clients: tus-js-client (npm), tuspy and aiotus (PyPI)"
 bash tests/tus-clients/run.sh
 
 step "IETF draft client: tus-js-client 5 (npm), interop 5 and 6"
@@ -54,6 +54,8 @@ fi
 if [ "${INTAKE_SKIP_E2E:-0}" != 1 ]; then
   step "demo page in headless Chromium"
   bash tests/e2e/run.sh
+  step "Uppy (@uppy/core, @uppy/dashboard, @uppy/tus from npm) in headless Chromium"
+  bash tests/uppy-tus/run.sh
 fi
 
 step "all checks passed"

@@ -176,4 +176,4 @@ pub use ingest::{StoreService, UploadResponse, UploadedFile, store_body};
 #[cfg(all(feature = "router", feature = "local-disk"))]
 pub use router::uploads_router;
 #[cfg(feature = "router")]
-pub use router::{FormLimits, UploadConfig, Uploads};
+pub use router::{FormLimits, UploadConfig, Uploads, urls};

@@ -15,7 +15,8 @@
 //! | `INTAKE_RATE_BURST` | `40` | request burst per client |
 //! | `INTAKE_RESUMABLE_RATE` | `200` | requests per second per client to tus and chunked routes, burst twice that (0: no limit) |
 //! | `INTAKE_BYTES_PER_SEC` | `0` | body bytes per second per client (0: no limit) |
-//! | `INTAKE_TRUSTED_PROXIES` | (none) | comma-separated proxy IPs whose `X-Forwarded-For` is believed |
+//! | `INTAKE_PUBLIC_URL` | (none) | the URL clients reach the server at, e.g. `https://files.example.com`: upload URLs (`Location`, `url`) start with it; unset, they are built from each request's `Host` (see `intake::urls`) |
+//! | `INTAKE_TRUSTED_PROXIES` | (none) | comma-separated proxy IPs whose `X-Forwarded-For` (rate limits) and `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` (upload URLs) are believed |
 //! | `INTAKE_BODY_TIMEOUT_SECS` | `30` | a body that stalls this long is ended (408) |
 //! | `INTAKE_SHUTDOWN_GRACE_SECS` | `30` | on SIGINT/SIGTERM, how long uploads in flight may finish |
 //! | `INTAKE_FSYNC` | `never` | `never`, `finish` (survive power loss) or `always` |
@@ -45,6 +46,7 @@ use intake::{
     sniff::ContentPolicy,
     state::{RedbState, UploadRecord, sweep::SweeperHandle},
     storage::{FsyncPolicy, KeyPrefix, LocalDisk},
+    urls::PublicUrl,
 };
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 use tokio::sync::watch;
@@ -61,6 +63,7 @@ struct Settings {
     resumable_rate: u32,
     bytes_per_sec: u32,
     trusted: Vec<std::net::IpAddr>,
+    public_url: Option<PublicUrl>,
     body_timeout: Duration,
     grace: Duration,
     fsync: FsyncPolicy,
@@ -99,6 +102,10 @@ impl Settings {
                 .iter()
                 .map(|s| s.parse().expect("INTAKE_TRUSTED_PROXIES holds IP addresses"))
                 .collect(),
+            public_url: std::env::var("INTAKE_PUBLIC_URL")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().parse().unwrap_or_else(|e| panic!("INTAKE_PUBLIC_URL: {e}"))),
             body_timeout: Duration::from_secs(var("INTAKE_BODY_TIMEOUT_SECS", 30)),
             grace: Duration::from_secs(var("INTAKE_SHUTDOWN_GRACE_SECS", 30)),
             fsync: match var("INTAKE_FSYNC", "never".to_owned()).as_str() {
@@ -198,7 +205,12 @@ fn app(s: &Settings) -> (Router, SweeperHandle) {
             n => RateLimitLayer::per_second(n).burst(n.saturating_mul(2)).trusted_proxies(s.trusted.iter().copied()),
         })
         .body_idle_timeout(s.body_timeout)
-        .content_policy(ContentPolicy::default().allow(s.allow.iter().cloned()));
+        .content_policy(ContentPolicy::default().allow(s.allow.iter().cloned()))
+        .trusted_proxies(s.trusted.iter().copied());
+    let uploads = match &s.public_url {
+        Some(url) => uploads.public_url(url.clone()),
+        None => uploads,
+    };
     let sweeper = uploads.sweeper().every(s.sweep_every).spawn();
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))

@@ -38,7 +38,7 @@ use crate::{
 };
 use axum::{
     Router,
-    extract::{NestedPath, Request, State},
+    extract::{Request, State},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -115,9 +115,9 @@ fn declared(meta: &FileMeta) -> DeclaredFile {
     DeclaredFile { name: meta.name.clone(), content_type }
 }
 
-/// The URL prefix the router is nested under (no trailing slash).
-fn prefix(parts: &Parts) -> &str {
-    parts.extensions.get::<NestedPath>().map_or("", NestedPath::as_str).trim_end_matches('/')
+/// What the router's URLs start with: `{origin}{nested prefix}` (no trailing slash).
+fn prefix(parts: &Parts) -> String {
+    super::urls::base(parts)
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {

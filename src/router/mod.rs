@@ -12,13 +12,14 @@
 //! Uploads answer `201 Created` with a `Location` and an [`UploadResponse`](crate::UploadResponse)
 //! JSON body; every error is `application/problem+json` with a stable code (see [`crate::error`]).
 //! Handlers build URLs from the prefix the router was nested under, so `Location` is right
-//! wherever it is mounted.
+//! wherever it is mounted; they are absolute, with the origin chosen as [`urls`] explains.
 
 mod chunked;
 pub(crate) mod download;
 mod events;
 mod form;
 mod raw;
+pub mod urls;
 
 pub use form::FormLimits;
 
@@ -35,14 +36,14 @@ use crate::{
     storage::Store,
 };
 use axum::{
-    Router,
-    extract::NestedPath,
+    Extension, Router,
     routing::{any, get, post},
 };
 use http::request::Parts;
-use std::{sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 use tower::ServiceBuilder;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+use urls::{PublicUrl, UrlBase, UrlSettings};
 
 /// Settings of the upload routes, with their defaults.
 #[derive(Clone, Debug)]
@@ -73,6 +74,12 @@ pub struct UploadConfig {
     pub sweep_every: Option<Duration>,
     /// The most partial uploads a tus final upload may name (default 256).
     pub max_concat_parts: usize,
+    /// Where the URLs handed out (`Location`, `url`) start (default: from each request; see
+    /// [`urls`]).
+    pub urls: UrlBase,
+    /// Proxies whose `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` are believed when
+    /// URLs are built from the request (default none).
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for UploadConfig {
@@ -88,6 +95,8 @@ impl Default for UploadConfig {
             stale_after: Duration::from_secs(2),
             sweep_every: Some(Duration::from_secs(60)),
             max_concat_parts: 256,
+            urls: UrlBase::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -135,10 +144,9 @@ impl AppState {
     }
 }
 
-/// The URL under which this router's files download: `{nested prefix}/files`.
+/// The URL under which this router's files download: `{origin}{nested prefix}/files`.
 pub(crate) fn files_url(parts: &Parts) -> String {
-    let prefix = parts.extensions.get::<NestedPath>().map_or("", NestedPath::as_str);
-    format!("{}/files", prefix.trim_end_matches('/'))
+    format!("{}/files", urls::base(parts))
 }
 
 /// Builds the upload router: storage, limits, policies.
@@ -275,6 +283,29 @@ impl Uploads {
         Sweeper::new(self.state.clone(), self.store.clone(), self.locker.clone()).orphans_after(self.config.expiry)
     }
 
+    /// Hands out URLs under `url`, whatever a request says: the public address of the app
+    /// (and any path a proxy adds in front of it), followed by the prefix the router is nested
+    /// under. See [`urls`] for the other choices and why.
+    pub fn public_url(mut self, url: PublicUrl) -> Self {
+        self.config.urls = UrlBase::Public(url);
+        self
+    }
+
+    /// Hands out server-relative URLs (`/upload/tus/{id}`) instead of absolute ones.
+    pub fn relative_urls(mut self) -> Self {
+        self.config.urls = UrlBase::Relative;
+        self
+    }
+
+    /// Believes these proxies' `Forwarded` (`host=`, `proto=`) and `X-Forwarded-Host` /
+    /// `X-Forwarded-Proto` about the address clients used, when building absolute URLs from a
+    /// request (see [`urls`]). The rate limit has its own list
+    /// ([`RateLimitLayer::trusted_proxies`]).
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.config.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
     /// The content policy.
     pub fn content_policy(mut self, policy: ContentPolicy) -> Self {
         self.config.policy = policy;
@@ -377,6 +408,7 @@ impl Uploads {
             .route("/files/{id}", get(download::download).delete(download::delete).layer(reads.clone()))
             .route("/progress/{id}", get(events::events).layer(reads))
             .merge(chunked::routes(&config, &resumable_limit))
+            .layer(Extension(UrlSettings::new(config.urls.clone(), &config.trusted_proxies)))
             .with_state(state)
     }
 }

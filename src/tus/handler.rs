@@ -17,7 +17,7 @@ use crate::{
 };
 use axum::{
     body::Body,
-    extract::{NestedPath, Path, Request, State},
+    extract::{Path, Request, State},
     response::{IntoResponse, Response},
 };
 use futures_util::{StreamExt, TryStreamExt};
@@ -29,10 +29,9 @@ const VERSION: &str = "1.0.0";
 /// How long an offset request waits for a request still writing to the upload.
 pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The URL of an upload: `{nested prefix}/tus/{id}`.
+/// The URL of an upload: `{origin}{nested prefix}/tus/{id}`.
 pub(crate) fn upload_url(parts: &Parts, id: &UploadId) -> String {
-    let prefix = parts.extensions.get::<NestedPath>().map_or("", NestedPath::as_str);
-    format!("{}/tus/{id}", prefix.trim_end_matches('/'))
+    format!("{}/tus/{id}", crate::router::urls::base(parts))
 }
 
 fn set(res: &mut Response, name: &'static str, value: impl TryInto<HeaderValue>) {

@@ -30,7 +30,7 @@ async fn init_at(server: &TestServer, prefix: &str, filename: &str, total_size: 
     assert_eq!(res.status(), 201, "init answers 201");
     let location = header(&res, "location").expect("Location");
     let json: Value = bounded("init body", res.json()).await.unwrap();
-    assert_eq!(location, format!("{prefix}/chunked/status?upload_id={}", json["id"].as_str().unwrap()));
+    assert_eq!(location, server.absolute(&format!("{prefix}/chunked/status?upload_id={}", json["id"].as_str().unwrap())));
     json
 }
 
@@ -143,7 +143,7 @@ async fn chunks_in_any_order_and_in_parallel_make_the_file() {
     assert_eq!(done["sha256"], independent_sha256(&data));
     let file_id = done["id"].as_str().unwrap();
     assert!(is_upload_id(file_id));
-    assert_eq!(done["url"], format!("{PREFIX}/files/{file_id}"));
+    assert_eq!(done["url"], server.absolute(&format!("{PREFIX}/files/{file_id}")));
     assert_eq!(download(&server, done["url"].as_str().unwrap()).await, data);
 
     // Only the joined file is left.
@@ -403,7 +403,7 @@ async fn urls_follow_the_prefix_the_router_is_nested_under() {
         }
         let done = ok_json(complete_at(&server, prefix, &id).await).await;
         let file_id = done["id"].as_str().unwrap();
-        assert_eq!(done["url"], format!("{prefix}/files/{file_id}"));
+        assert_eq!(done["url"], server.absolute(&format!("{prefix}/files/{file_id}")));
         assert_eq!(done["content_type"], "text/plain");
         assert_eq!(download(&server, done["url"].as_str().unwrap()).await, data);
     }

@@ -107,10 +107,15 @@ impl TestServer {
         format!("http://{}{}{}", self.addr, self.prefix, path)
     }
 
-    /// An absolute URL for a server-relative one (`Location`, `url` of a file).
-    pub fn absolute(&self, server_relative: &str) -> String {
-        assert!(server_relative.starts_with('/'), "expected a server-relative URL, got {server_relative:?}");
-        format!("http://{}{}", self.addr, server_relative)
+    /// An absolute URL on this server for a server-relative one; a URL the server handed out
+    /// (`Location`, `url` of a file), which is absolute, must be on this server and is kept.
+    pub fn absolute(&self, url: &str) -> String {
+        if url.starts_with("http://") {
+            assert!(url.starts_with(&format!("{}/", self.origin())), "{url:?} is a URL on this server ({})", self.origin());
+            return url.to_owned();
+        }
+        assert!(url.starts_with('/'), "expected a server-relative URL, got {url:?}");
+        format!("http://{}{}", self.addr, url)
     }
 
     /// The temporary directory holding the store root (the root is `store/` inside it).

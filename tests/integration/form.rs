@@ -43,7 +43,7 @@ async fn several_files_and_text_fields_in_one_request() {
         assert_eq!(file["content_type"], content_type);
         assert_eq!(file["sha256"], sha256_hex(bytes), "the SHA-256 matches the bytes sent");
         assert_eq!(file["digests"]["sha-256"], sha256_hex(bytes));
-        assert_eq!(file["url"], format!("{PREFIX}/files/{id}"));
+        assert_eq!(file["url"], server.absolute(&format!("{PREFIX}/files/{id}")));
         let (status, body) = download(&server, file["url"].as_str().unwrap()).await;
         assert_eq!(status, 200);
         assert_eq!(&body, bytes, "the file downloads intact");

@@ -12,4 +12,6 @@ mod hyper_stack;
 mod nesting;
 mod progress;
 mod raw;
+mod rust_tus_client;
 mod tus;
+mod urls;

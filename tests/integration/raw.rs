@@ -27,7 +27,7 @@ async fn name_from_content_disposition_filename_star() {
     assert_eq!(file["size"], body.len() as u64);
     assert_eq!(file["sha256"], sha256_hex(&body));
     let id = file["id"].as_str().unwrap();
-    assert_eq!(file["url"], format!("{PREFIX}/files/{id}"));
+    assert_eq!(file["url"], server.absolute(&format!("{PREFIX}/files/{id}")));
     assert_eq!(location.as_deref(), file["url"].as_str());
     assert!(json.get("fields").is_none() || json["fields"] == serde_json::json!({}), "{json}");
 

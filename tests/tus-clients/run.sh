@@ -3,7 +3,10 @@
 # loopback port with a temporary storage directory and a 32 MiB size limit, then runs
 #   - tus-js-client (npm, Node >= 20): node --test tests/tus-clients/tus-js.test.mjs
 #   - tuspy (PyPI, in tests/tus-clients/.venv): tests/tus-clients/tuspy_test.py
-# Both suites always run; the script exits non-zero if either failed. Every step is bounded.
+#   - aiotus (PyPI, same venv): tests/tus-clients/aiotus_test.py
+# then again with the router nested under another prefix and INTAKE_PUBLIC_URL set (upload URLs
+# must follow both). Every suite always runs; the script exits non-zero if any failed. Every step
+# is bounded.
 #
 # Usage, from anywhere: bash tests/tus-clients/run.sh
 # Environment: TUS_BUILD_TIMEOUT (seconds for the cargo build, default 900), TUS_PORT (default: a
@@ -47,7 +50,7 @@ if [ "${TUS_SKIP_PYTHON:-0}" != 1 ]; then
   venv="$HERE/.venv"
   stamp="$venv/.requirements.txt"
   if [ ! -x "$venv/bin/python" ] || ! cmp -s "$HERE/requirements.txt" "$stamp"; then
-    log "creating the tuspy venv in tests/tus-clients/.venv"
+    log "creating the tuspy and aiotus venv in tests/tus-clients/.venv"
     rm -rf "$venv"
     if ! timeout 120 python3 -m venv "$venv" 2>/dev/null; then
       rm -rf "$venv"
@@ -81,17 +84,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-start_server() { # prefix
-log "starting the server on 127.0.0.1:$port under $1 (storage in $data_dir, max body $MAX_BODY)"
+start_server() { # prefix [public URL]
+log "starting the server on 127.0.0.1:$port under $1 (storage in $data_dir, max body $MAX_BODY, public URL ${2:-from Host})"
 # The example server's default rate limits: tus requests have their own, larger quota
 # (INTAKE_RESUMABLE_RATE), which the suites' bursts of small PATCHes stay within.
 INTAKE_ADDR="127.0.0.1:$port" INTAKE_DIR="$data_dir" INTAKE_MAX_BODY="$MAX_BODY" INTAKE_PREFIX="$1" \
-  INTAKE_SHUTDOWN_GRACE_SECS=2 NO_COLOR=1 "$server_bin" >"$server_log" 2>&1 &
+  INTAKE_PUBLIC_URL="${2:-}" INTAKE_SHUTDOWN_GRACE_SECS=2 NO_COLOR=1 "$server_bin" >"$server_log" 2>&1 &
 server_pid=$!
 
 base_url="http://127.0.0.1:$port"
 wait_for_health "$base_url/health" 60 || exit 1
 export INTAKE_TUS_URL="$base_url$1/tus/"
+export INTAKE_PUBLIC_URL="${2:-}"
 export INTAKE_TUS_MAX_SIZE="$MAX_BODY"
 log "server is up; tus endpoint $INTAKE_TUS_URL"
 }
@@ -107,11 +111,14 @@ fi
 if [ "${TUS_SKIP_PYTHON:-0}" != 1 ]; then
   log "tuspy"
   (cd "$HERE" && timeout 120 .venv/bin/python tuspy_test.py) || failed+=("tuspy")
+  log "aiotus"
+  (cd "$HERE" && timeout 180 .venv/bin/python aiotus_test.py) || failed+=("aiotus")
 fi
 
-# The same clients with the router nested elsewhere: they follow the Location URLs it hands out.
+# The same clients with the router nested elsewhere and a public URL that differs from the address
+# they connect to (localhost, not 127.0.0.1): they follow the Location URLs it hands out.
 stop_server
-start_server /api/v1/files
+start_server /api/v1/files "http://localhost:$port"
 if [ "${TUS_SKIP_NODE:-0}" != 1 ]; then
   log "tus-js-client under a second prefix"
   (cd "$HERE" && timeout 120 node --test --test-reporter=spec \
@@ -121,6 +128,8 @@ if [ "${TUS_SKIP_PYTHON:-0}" != 1 ]; then
   log "tuspy under a second prefix"
   (cd "$HERE" && timeout 120 .venv/bin/python tuspy_test.py TuspyTest.test_resume_with_a_new_uploader) \
     || failed+=("tuspy (second prefix)")
+  log "aiotus under a second prefix and a public URL"
+  (cd "$HERE" && timeout 180 .venv/bin/python aiotus_test.py) || failed+=("aiotus (second prefix)")
 fi
 
 if [ "${#failed[@]}" -ne 0 ]; then
