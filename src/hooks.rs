@@ -44,7 +44,7 @@
 use crate::{
     error::Problem,
     state::{FileRecord, UploadRecord},
-    storage::{FileMeta, StoredObject},
+    storage::FileMeta,
 };
 use http::{HeaderMap, Method, Uri};
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
@@ -133,8 +133,9 @@ pub enum AccessTarget {
 pub struct FinishedUpload {
     /// The upload's record as it was when it finished.
     pub record: UploadRecord,
-    /// The stored file.
-    pub object: StoredObject,
+    /// The file it became, as catalogued (a partial upload of a concatenation is not
+    /// catalogued: its file is described all the same).
+    pub file: FileRecord,
 }
 
 /// The async callbacks of resumable uploads. See the [module docs](self).

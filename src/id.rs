@@ -58,6 +58,12 @@ impl fmt::Debug for UploadId {
     }
 }
 
+/// Decodes lowercase or uppercase hex; `None` for anything else.
+pub(crate) fn from_hex(s: &str) -> Option<Vec<u8>> {
+    (s.len() % 2 == 0).then_some(())?;
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
 /// Lowercase hex of `bytes`.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     use fmt::Write;

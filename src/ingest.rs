@@ -5,7 +5,9 @@ use crate::{
     body::data_stream,
     declared::DeclaredFile,
     error::{BoxError, Problem},
-    storage::{Digests, DigestsAtEnd, FileMeta, NewUpload, Store, StoredObject},
+    id::UploadId,
+    state::{FileRecord, FileStatus},
+    storage::{Digests, FileMeta, ObjectKey, PutOptions, Store, now_secs},
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header, request::Parts};
@@ -37,13 +39,8 @@ pub struct UploadedFile {
 }
 
 impl UploadedFile {
-    /// Describes `object`, downloadable under `files_url` (`{prefix}/files`).
-    pub fn new(object: &StoredObject, files_url: &str) -> Self {
-        Self::of_file(&crate::state::FileRecord::of(object, None), files_url)
-    }
-
-    /// Describes a catalogued file, downloadable under `files_url` (`{prefix}/files`).
-    pub(crate) fn of_file(file: &crate::state::FileRecord, files_url: &str) -> Self {
+    /// Describes a file, downloadable under `files_url` (`{prefix}/files`).
+    pub fn new(file: &FileRecord, files_url: &str) -> Self {
         Self {
             id: file.id.to_string(),
             name: file.meta.name.clone(),
@@ -99,14 +96,14 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Stores a request body as one object, named by `Content-Disposition` or `?name=`, typed by the
-/// sniff layer's verdict (or `Content-Type`), with the digests of the hash layer (if they ran).
-/// On any failure — or if the returned future is dropped — the upload is aborted and nothing is
-/// stored.
+/// sniff layer's verdict (or `Content-Type`), with the digests of the hash layer (if they ran),
+/// and describes it as a file (which the caller may catalogue). On any failure — or if the
+/// returned future is dropped — nothing is stored.
 ///
 /// A `multipart/*` body is refused with `415 multipart_body`: the sniff and hash layers leave
 /// multipart bodies to a form handler, which checks each file of the form, so storing one whole
 /// would store content nothing has checked.
-pub async fn store_body<B>(store: &dyn Store, parts: &Parts, body: B) -> Result<StoredObject, Problem>
+pub async fn store_body<B>(store: &dyn Store, parts: &Parts, body: B) -> Result<FileRecord, Problem>
 where
     B: Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
@@ -127,24 +124,36 @@ pub(crate) fn refuse_multipart(headers: &HeaderMap) -> Result<(), Problem> {
     Ok(())
 }
 
-/// [`store_body`] under a storage key prefix, with the metadata a pre-create hook may have
-/// rewritten.
+/// [`store_body`] with what a pre-create hook made of the request (metadata, owner, key
+/// prefix).
 pub(crate) async fn store_as<B>(
     store: &dyn Store,
     parts: &Parts,
     body: B,
     created: Option<crate::hooks::CreateRequest>,
-) -> Result<StoredObject, Problem>
+) -> Result<FileRecord, Problem>
 where
     B: Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
 {
-    let (meta, key_prefix) = match created {
-        Some(created) => (created.meta, created.key_prefix),
-        None => (declared_meta(parts), None),
+    let (meta, key_prefix, owner) = match created {
+        Some(created) => (created.meta, created.key_prefix, created.owner),
+        None => (declared_meta(parts), None, None),
     };
-    let upload = NewUpload { length: declared_length(&parts.headers), meta, key_prefix };
-    store.put_object(upload, data_stream(body), digests_at_end(&parts.extensions)).await.map_err(|e| e.to_problem())
+    let id = UploadId::random();
+    let key = ObjectKey::of(key_prefix.as_ref(), &id);
+    let options = PutOptions { length: declared_length(&parts.headers), content_type: meta.content_type.clone() };
+    let stored = store.put(&key, data_stream(body), options).await.map_err(|e| e.to_problem())?;
+    Ok(FileRecord {
+        id,
+        key,
+        owner,
+        meta,
+        size: stored.size,
+        digests: digests_at_end(&parts.extensions),
+        status: FileStatus::Complete,
+        created_at: now_secs(),
+    })
 }
 
 /// The metadata a raw upload request declares, typed by the sniff layer's verdict if it ran.
@@ -153,14 +162,14 @@ pub(crate) fn declared_meta(parts: &Parts) -> FileMeta {
     FileMeta { content_type: stored_content_type(&parts.extensions, &declared), name: declared.name, ..FileMeta::default() }
 }
 
-/// The digests the hash layer computes for a body, to be read once the body has ended.
-pub(crate) fn digests_at_end(extensions: &http::Extensions) -> DigestsAtEnd {
+/// The digests the hash layer computed for a body that has ended.
+pub(crate) fn digests_at_end(extensions: &http::Extensions) -> Digests {
     #[cfg(feature = "hash")]
-    if let Some(handle) = extensions.get::<crate::hash::DigestHandle>().cloned() {
-        return Box::new(move || handle.get().cloned().unwrap_or_default());
+    if let Some(handle) = extensions.get::<crate::hash::DigestHandle>() {
+        return handle.get().cloned().unwrap_or_default();
     }
     let _ = extensions;
-    Box::new(Digests::default)
+    Digests::default()
 }
 
 /// The progress id a request named, if the progress layer ran.
@@ -231,8 +240,8 @@ where
             }
             let (parts, body) = req.into_parts();
             Ok(match store_body(store.as_ref(), &parts, body).await {
-                Ok(object) => UploadResponse {
-                    files: vec![UploadedFile::new(&object, &files_url)],
+                Ok(file) => UploadResponse {
+                    files: vec![UploadedFile::new(&file, &files_url)],
                     fields: Default::default(),
                     progress_id: progress_id(&parts.extensions),
                 }

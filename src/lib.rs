@@ -72,13 +72,16 @@
 //!
 //! # Storage
 //!
-//! [`storage::Store`] is a small trait shaped for resumable protocols: create an upload, write
-//! at an offset, read its state, finish atomically, abort; `put_object` stores a body that
-//! arrives whole with less work. [`storage::LocalDisk`] (the default) makes a file visible only
-//! once it is complete and verified, by renaming its description into place;
-//! [`storage::InMemory`] is for tests. Every backend passes [`storage::conformance::run`].
-//! The server always chooses the key ([`UploadId`], 128 random bits); a client's file name is
-//! sanitised metadata ([`filename::sanitize`]), never a path.
+//! [`storage::Store`] is key-addressed bytes with a small required core (an atomic one-shot
+//! `put`, `get` with a range, `head`, `delete`, `list`) and capabilities as traits of their own:
+//! [`storage::ResumableStore`] for uploads that grow over many requests (tus, the draft), with
+//! [`storage::ReadBack`] to read them back. A store keeps bytes only: what a file is (name,
+//! type, owner, digests) is a row of the catalog in the state store ([`state::FileRecord`]),
+//! whose insertion is the file's commit point. [`storage::LocalDisk`] (the default) keeps one
+//! file per object and makes it appear by an atomic rename; [`storage::InMemory`] is for tests.
+//! Every backend passes [`storage::conformance::run`]. The server always chooses the key
+//! (`{tenant prefix}/{id}`, the id 128 random bits); a client's file name is sanitised metadata
+//! ([`filename::sanitize`]), never a path.
 //!
 //! # Resumable uploads
 //!

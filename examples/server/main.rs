@@ -180,7 +180,7 @@ fn hooks() -> Hooks {
             }
         })
         .post_finish(|done: FinishedUpload| async move {
-            tracing::info!(id = %done.object.id, size = done.object.size, sha256 = ?done.object.digests.get("sha-256"), "upload finished");
+            tracing::info!(id = %done.file.id, size = done.file.size, sha256 = ?done.file.digests.get("sha-256"), "upload finished");
         })
         .post_terminate(|record: UploadRecord| async move {
             tracing::info!(id = %record.id, "upload cancelled by its client");

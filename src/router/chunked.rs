@@ -26,15 +26,16 @@ use crate::{
     error::Problem,
     filename,
     hash::HashAlgorithm,
-    hooks::{CreateRequest, FinishedUpload},
+    hooks::CreateRequest,
     id::UploadId,
     limit::BodyLimitLayer,
     progress::ProgressState,
     rate_limit::RateLimitLayer,
-    resumable::{assemble, first_bytes, not_found},
+    resumable::{assemble, chunk_key, first_bytes, not_found},
     sniff::SniffBody,
     state::{FileRecord, Protocol, UploadRecord},
-    storage::{ByteStream, Digests, FileMeta, NewUpload, StoreError, StoredObject},
+    storage::ObjectKey,
+    storage::{ByteStream, FileMeta, PutOptions, StoreError},
 };
 use axum::{
     Router,
@@ -45,7 +46,7 @@ use axum::{
 use http::{HeaderValue, StatusCode, header, request::Parts};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeSet, sync::Arc};
 use tower::ServiceBuilder;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -94,13 +95,13 @@ impl Plan {
         if n + 1 == self.total_chunks { self.total_size - n * self.chunk_size } else { self.chunk_size }
     }
 
-    fn missing(&self, chunks: &BTreeMap<u64, UploadId>) -> Vec<u64> {
-        (0..self.total_chunks).filter(|n| !chunks.contains_key(n)).collect()
+    fn missing(&self, chunks: &BTreeSet<u64>) -> Vec<u64> {
+        (0..self.total_chunks).filter(|n| !chunks.contains(n)).collect()
     }
 }
 
 /// The plan and chunks of a chunked upload; any other upload is unknown here.
-fn chunked(record: &UploadRecord) -> Result<(Plan, &BTreeMap<u64, UploadId>), Problem> {
+fn chunked(record: &UploadRecord) -> Result<(Plan, &BTreeSet<u64>), Problem> {
     match &record.protocol {
         Protocol::Chunked { chunk_size, chunks } if *chunk_size > 0 => {
             Ok((Plan::new(record.length.unwrap_or(0), *chunk_size), chunks))
@@ -228,19 +229,12 @@ async fn init(State(app): State<AppState>, req: Request) -> Response {
     };
     let mut meta = FileMeta { name: Some(name), ..FileMeta::default() };
     meta.content_type = declared(&meta).content_type;
-    let create = CreateRequest::new("chunked", &parts, Some(plan.total_size), meta, Some(client_name));
-    let create = match app.resumable.hooks.run_pre_create(create).await {
-        Ok(create) => create,
+    let asked = CreateRequest::new("chunked", &parts, Some(plan.total_size), meta, Some(client_name));
+    let protocol = Protocol::Chunked { chunk_size: plan.chunk_size, chunks: BTreeSet::new() };
+    let record = match app.resumable.create(asked, protocol).await {
+        Ok(record) => record,
         Err(problem) => return problem.into_response(),
     };
-    let protocol = Protocol::Chunked { chunk_size: plan.chunk_size, chunks: BTreeMap::new() };
-    let mut record = UploadRecord::new(UploadId::random(), protocol, Some(plan.total_size), create.meta);
-    record.owner = create.owner;
-    record.key_prefix = create.key_prefix;
-    record.expires_at = app.resumable.expires_at();
-    if let Err(e) = app.resumable.state.insert(&record).await {
-        return e.to_problem().into_response();
-    }
     let mut res = json_response(
         StatusCode::CREATED,
         &InitResponse {
@@ -323,7 +317,7 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
     if let Some(len) = declared_len.filter(|&len| len != expected) {
         return Err(wrong_size(n, expected, Some(len)));
     }
-    if chunks.contains_key(&n) {
+    if chunks.contains(&n) {
         // A retry of a chunk that arrived whole: nothing to store.
         return Ok(ChunkResponse { chunk: n, uploaded: chunks.len(), total: plan.total_chunks });
     }
@@ -337,8 +331,10 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
     } else {
         data_stream(body)
     };
-    let upload = NewUpload { length: Some(expected), meta: FileMeta::default(), key_prefix: record.key_prefix.clone() };
-    let object = app.store.put_object(upload, data, Box::new(Digests::default)).await.map_err(|e| match e {
+    // The chunk is stored whole (a put is atomic) before the record learns of it: a crash in
+    // between leaves a chunk no record lists, which a retry replaces or the sweeper removes.
+    let key = chunk_key(&record, n);
+    app.store.put(&key, data, PutOptions::with_length(Some(expected))).await.map_err(|e| match e {
         StoreError::Incomplete { offset, .. } => wrong_size(n, expected, Some(offset)),
         StoreError::LengthExceeded { .. } => wrong_size(n, expected, None),
         StoreError::Body(source) => Problem::from_body_error(source.as_ref()),
@@ -357,8 +353,7 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
             }
             r.expires_at = expires_at;
             let Protocol::Chunked { chunks, .. } = &mut r.protocol else { return false };
-            recorded = if chunks.contains_key(&n) { Recorded::Duplicate } else { Recorded::Stored };
-            chunks.entry(n).or_insert_with(|| object.id.clone());
+            recorded = if chunks.insert(n) { Recorded::Stored } else { Recorded::Duplicate };
             if let Some(content_type) = sniffed_type.clone() {
                 r.meta.content_type = Some(content_type);
             }
@@ -371,9 +366,11 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
         Ok(Some(_)) if recorded == Recorded::Finished => Err(finished_problem(&record.id)),
         Ok(Some(updated)) => Ok(updated),
     };
-    if recorded != Recorded::Stored || outcome.is_err() {
-        if let Err(e) = app.store.delete(&object.id).await {
-            tracing::warn!(id = %object.id, error = %e, "could not delete a chunk that was not needed");
+    // A chunk that came after completion (whose chunks are gone) is not needed; a duplicate in
+    // parallel replaced the same key with the same chunk and stays.
+    if outcome.is_err() {
+        if let Err(e) = app.store.delete(&key).await {
+            tracing::warn!(%key, error = %e, "could not delete a chunk that was not needed");
         }
     }
     let updated = outcome?;
@@ -411,7 +408,7 @@ async fn status(State(app): State<AppState>, req: Request) -> Response {
                 total_size: plan.total_size,
                 chunk_size: plan.chunk_size,
                 total_chunks: plan.total_chunks,
-                uploaded_chunks: chunks.keys().copied().collect(),
+                uploaded_chunks: chunks.iter().copied().collect(),
                 missing_chunks: plan.missing(chunks),
                 expires_at: record.expires_at.map(rfc3339),
             },
@@ -422,9 +419,6 @@ async fn status(State(app): State<AppState>, req: Request) -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // POST /chunked/complete
-
-/// Where a finished chunked upload's file is remembered (the record has no field for it).
-const OBJECT_ID_KEY: &str = "object_id";
 
 #[derive(Serialize)]
 struct CompleteResponse<'a> {
@@ -438,18 +432,18 @@ struct CompleteResponse<'a> {
     url: String,
 }
 
-fn completed(parts: &Parts, upload: &UploadId, object: &StoredObject) -> Response {
+fn completed(parts: &Parts, file: &FileRecord) -> Response {
     json_response(
         StatusCode::OK,
         &CompleteResponse {
-            id: object.id.as_str(),
-            upload_id: upload.as_str(),
-            filename: object.meta.name.as_deref(),
-            size: object.size,
-            content_type: object.meta.content_type.as_deref().unwrap_or("application/octet-stream"),
+            id: file.id.as_str(),
+            upload_id: file.id.as_str(),
+            filename: file.meta.name.as_deref(),
+            size: file.size,
+            content_type: file.meta.content_type.as_deref().unwrap_or("application/octet-stream"),
             status: "complete",
-            sha256: object.digests.get(HashAlgorithm::Sha256.name()),
-            url: format!("{}/{}", super::files_url(parts), object.id),
+            sha256: file.digests.get(HashAlgorithm::Sha256.name()),
+            url: format!("{}/{}", super::files_url(parts), file.id),
         },
     )
 }
@@ -457,30 +451,30 @@ fn completed(parts: &Parts, upload: &UploadId, object: &StoredObject) -> Respons
 async fn complete(State(app): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     match join_chunks(&app, &parts).await {
-        Ok((upload, object)) => completed(&parts, &upload, &object),
+        Ok(file) => completed(&parts, &file),
         Err(problem) => problem.into_response(),
     }
 }
 
-async fn join_chunks(app: &AppState, parts: &Parts) -> Result<(UploadId, StoredObject), Problem> {
+/// Joins the chunks into the upload's file (which has the upload's id), catalogues it, then
+/// deletes the chunks.
+async fn join_chunks(app: &AppState, parts: &Parts) -> Result<FileRecord, Problem> {
     let resumable = &app.resumable;
     let record = resumable.load(&upload_id_param(parts)?, parts).await?;
     chunked(&record)?;
     // One completion at a time; a concurrent one waits here and then finds the upload finished.
     let _lock = resumable.lock(&record.id).await?;
-    let record =
+    let mut record =
         resumable.state.get(&record.id).await.map_err(|e| e.to_problem())?.ok_or_else(|| not_found(record.id.as_str()))?;
     let (plan, chunks) = chunked(&record)?;
 
     if record.finished {
-        let object = record
-            .meta
-            .extra
-            .get(OBJECT_ID_KEY)
-            .and_then(|id| UploadId::parse(id))
-            .ok_or_else(|| not_found(record.id.as_str()))?;
-        let object = app.store.head(&object).await.map_err(|e| e.to_problem())?;
-        return Ok((record.id, object));
+        return resumable
+            .state
+            .get_file(&record.id)
+            .await
+            .map_err(|e| e.to_problem())?
+            .ok_or_else(|| not_found(record.id.as_str()));
     }
     let missing = plan.missing(chunks);
     if !missing.is_empty() {
@@ -491,61 +485,38 @@ async fn join_chunks(app: &AppState, parts: &Parts) -> Result<(UploadId, StoredO
         )
         .with("missing_chunks", missing));
     }
-    let parts_in_order: Vec<UploadId> = chunks.values().cloned().collect();
-    let mut meta = record.meta.clone();
-    if let Some(content_type) = recheck_content(app, &plan, &parts_in_order, &meta).await? {
-        meta.content_type = Some(content_type);
+    let keys: Vec<_> = (0..plan.total_chunks).map(|n| chunk_key(&record, n)).collect();
+    if let Some(content_type) = recheck_content(app, &plan, &keys, &record.meta).await? {
+        record.detected_type = Some(content_type);
     }
     let mut algorithms = vec![HashAlgorithm::Sha256];
     algorithms.extend(app.config.algorithms.iter().copied().filter(|a| *a != HashAlgorithm::Sha256));
-    let upload = NewUpload { length: Some(plan.total_size), meta, key_prefix: record.key_prefix.clone() };
-    let object = assemble(app.store.as_ref(), &parts_in_order, upload, &algorithms).await.map_err(|e| e.to_problem())?;
-
-    // Finished (and catalogued) before the chunks go: a crash in between leaves chunks for the
-    // sweeper, never an unfinished upload without its chunks.
-    let expires_at = resumable.expires_at();
-    let finished = async {
-        resumable
-            .state
-            .update(&record.id, &mut |r| {
-                r.expires_at = expires_at;
-                r.meta.extra.insert(OBJECT_ID_KEY.into(), object.id.to_string());
-                true
-            })
-            .await?;
-        resumable.state.finish(&record.id, &FileRecord::of(&object, record.owner.clone())).await
-    };
-    let finished = match finished.await {
-        Ok(Some(finished)) => finished,
-        Ok(None) => record.clone(),
-        Err(e) => {
-            if let Err(e) = app.store.delete(&object.id).await {
-                tracing::warn!(id = %object.id, error = %e, "could not delete a file whose upload could not be recorded");
-            }
-            return Err(e.to_problem());
-        }
-    };
-    for chunk in &parts_in_order {
-        if let Err(e) = app.store.delete(chunk).await {
-            tracing::warn!(id = %chunk, error = %e, "could not delete a joined chunk; the sweeper will retry");
+    // The file is stored whole (a retried completion after a crash stores it again), then
+    // catalogued with the record marked finished: the commit point. The chunks go after; a crash
+    // before that leaves them to the sweeper, never an unfinished upload without its chunks.
+    let (object, digests) =
+        assemble(app.store.as_ref(), &keys, &record.key(), plan.total_size, &algorithms).await.map_err(|e| e.to_problem())?;
+    let (finished, file) = resumable.commit(&record, &object, digests).await?;
+    for key in &keys {
+        if let Err(e) = app.store.delete(key).await {
+            tracing::warn!(%key, error = %e, "could not delete a joined chunk; the sweeper will retry");
         }
     }
-    if let Some(progress) = resumable.progress(&finished, object.size) {
-        progress.send(object.size, ProgressState::Done, None);
+    if let Some(progress) = resumable.progress(&finished, file.size) {
+        progress.send(file.size, ProgressState::Done, None);
     }
-    resumable.hooks.notify_finish(FinishedUpload { record: finished, object: object.clone() });
-    Ok((record.id, object))
+    Ok(file)
 }
 
 /// Checks the first bytes of the joined file against the content policy when chunk 0 alone was
 /// shorter than the sniffing window; the type it finds, if it checked.
-async fn recheck_content(app: &AppState, plan: &Plan, chunks: &[UploadId], meta: &FileMeta) -> Result<Option<String>, Problem> {
+async fn recheck_content(app: &AppState, plan: &Plan, chunks: &[ObjectKey], meta: &FileMeta) -> Result<Option<String>, Problem> {
     let policy = &app.config.policy;
     let window = policy.peek() as u64;
     if plan.chunk_size >= window || plan.total_chunks == 1 {
         return Ok(None);
     }
-    let sized: Vec<_> = chunks.iter().enumerate().map(|(n, id)| (id.clone(), plan.chunk_len(n as u64))).collect();
+    let sized: Vec<_> = chunks.iter().enumerate().map(|(n, key)| (key.clone(), plan.chunk_len(n as u64))).collect();
     let head = first_bytes(app.store.as_ref(), &sized, policy.peek()).await?;
     Ok(Some(policy.check(&head, &declared(meta))?.content_type))
 }
@@ -563,7 +534,7 @@ mod tests {
         assert_eq!((exact.total_chunks, exact.chunk_len(1)), (2, 4));
         let one = Plan::new(3, 64);
         assert_eq!((one.total_chunks, one.chunk_len(0)), (1, 3));
-        let chunks = BTreeMap::from([(2, UploadId::random())]);
+        let chunks = BTreeSet::from([2]);
         assert_eq!(plan.missing(&chunks), vec![0, 1]);
     }
 

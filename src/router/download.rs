@@ -75,10 +75,9 @@ pub(super) async fn delete(State(app): State<AppState>, Path(id): Path<String>, 
     let outcome = async {
         let file = find(&app, &id, &parts).await?;
         app.resumable.state.remove_file(&file.id).await.map_err(|e| e.to_problem())?;
-        match app.store.delete(&file.id).await {
-            Ok(()) | Err(StoreError::NotFound(_)) => {}
+        if let Err(e) = app.store.delete(&file.key).await {
             // The file is gone for every reader; its bytes are an orphan that a sweep removes.
-            Err(e) => tracing::warn!(id = %file.id, error = %e, "could not delete a file's bytes"),
+            tracing::warn!(key = %file.key, error = %e, "could not delete a file's bytes");
         }
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::NO_CONTENT;
@@ -91,7 +90,7 @@ pub(super) async fn delete(State(app): State<AppState>, Path(id): Path<String>, 
 pub(crate) async fn serve(app: &AppState, file: &FileRecord, headers: &HeaderMap) -> Result<Response, Problem> {
     let range = requested_range(headers, file.size)?;
     let partial = range.is_some();
-    let read = app.store.read(&file.id, range).await.map_err(|e| e.to_problem())?;
+    let read = app.store.get(&file.key, range).await.map_err(|e| e.to_problem())?;
     let object = file;
     let mut res = Response::new(Body::from_stream(read.body));
     let h = res.headers_mut();

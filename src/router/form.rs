@@ -8,11 +8,12 @@ use crate::{
     filename,
     hash::{FormHashing, HashBody},
     hooks::CreateRequest,
+    id::UploadId,
     ingest::{UploadResponse, UploadedFile, progress_id},
     limit::LimitedBody,
     sniff::{FormPolicy, SniffBody},
-    state::FileRecord,
-    storage::{FileMeta, NewUpload, StoredObject},
+    state::{FileRecord, FileStatus},
+    storage::{FileMeta, ObjectKey, PutOptions, now_secs},
 };
 use axum::{
     body::Body,
@@ -204,8 +205,8 @@ struct Stored {
 impl Stored {
     async fn undo(mut self) {
         for file in std::mem::take(&mut self.files) {
-            if let Err(e) = self.store.delete(&file.id).await {
-                tracing::warn!(id = %file.id, error = %e, "could not delete a file of a failed form");
+            if let Err(e) = self.store.delete(&file.key).await {
+                tracing::warn!(key = %file.key, error = %e, "could not delete a file of a failed form");
             }
         }
     }
@@ -226,7 +227,7 @@ impl Drop for Stored {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 for file in files {
-                    let _ = store.delete(&file.id).await;
+                    let _ = store.delete(&file.key).await;
                 }
             });
         }
@@ -315,9 +316,8 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
                 meta.extra.insert("field".into(), name);
             }
             let created = app.admit(&parts, CreateRequest::new("form", &parts, None, meta, Some(raw_name))).await?;
-            let owner = created.owner.clone();
-            let object = receive_file(&app, field, declared, created, policy.clone(), &algorithms, limits.max_file_size).await?;
-            stored.files.push(FileRecord::of(&object, owner));
+            let file = receive_file(&app, field, declared, created, policy.clone(), &algorithms, limits.max_file_size).await?;
+            stored.files.push(file);
         }
         if stored.files.is_empty() {
             return Err(Problem::new(
@@ -341,7 +341,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
     }
     let url = files_url(&parts);
     UploadResponse {
-        files: files.iter().map(|f| UploadedFile::of_file(f, &url)).collect(),
+        files: files.iter().map(|f| UploadedFile::new(f, &url)).collect(),
         fields,
         progress_id: progress_id(&parts.extensions),
     }
@@ -359,7 +359,7 @@ async fn receive_file(
     policy: Option<Arc<crate::sniff::ContentPolicy>>,
     algorithms: &[crate::hash::HashAlgorithm],
     max_file_size: Option<u64>,
-) -> Result<StoredObject, Problem> {
+) -> Result<FileRecord, Problem> {
     let body = LimitedBody::with_limit(stream_body(field), max_file_size.unwrap_or(u64::MAX));
     let mut body = match policy {
         Some(policy) => SniffBody::checking(body, policy, declared.clone()).0,
@@ -371,10 +371,21 @@ async fn receive_file(
     // The verified type wins over what was declared (and what a hook made of it).
     let mut meta = created.meta;
     meta.content_type = sniffed.map(|s| s.content_type).or(meta.content_type);
-    let digests_at_end = Box::new(move || digests.get().cloned().unwrap_or_default());
-    let upload = NewUpload { length: None, meta, key_prefix: created.key_prefix };
-    app.store.put_object(upload, data_stream(body), digests_at_end).await.map_err(|e| match e {
+    let id = UploadId::random();
+    let key = ObjectKey::of(created.key_prefix.as_ref(), &id);
+    let options = PutOptions { length: None, content_type: meta.content_type.clone() };
+    let stored = app.store.put(&key, data_stream(body), options).await.map_err(|e| match e {
         crate::storage::StoreError::Body(source) => field_problem(source),
         other => other.to_problem(),
+    })?;
+    Ok(FileRecord {
+        id,
+        key,
+        owner: created.owner,
+        meta,
+        size: stored.size,
+        digests: digests.get().cloned().unwrap_or_default(),
+        status: FileStatus::Complete,
+        created_at: now_secs(),
     })
 }

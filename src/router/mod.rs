@@ -133,8 +133,8 @@ impl AppState {
                     let _ = state.remove_file(&done.id).await;
                 }
                 for file in files {
-                    if let Err(e) = self.store.delete(&file.id).await {
-                        tracing::warn!(id = %file.id, error = %e, "could not delete a file that was not catalogued");
+                    if let Err(e) = self.store.delete(&file.key).await {
+                        tracing::warn!(key = %file.key, error = %e, "could not delete a file that was not catalogued");
                     }
                 }
                 return Err(e.to_problem());

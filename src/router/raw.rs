@@ -5,7 +5,6 @@ use crate::{
     error::Problem,
     hooks::CreateRequest,
     ingest::{UploadResponse, UploadedFile, declared_meta, progress_id, refuse_multipart, store_as},
-    state::FileRecord,
 };
 use axum::{
     extract::{Request, State},
@@ -20,14 +19,13 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
         let length = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let asked = CreateRequest::new("raw", &parts, length, declared_meta(&parts), client_name);
         let created = app.admit(&parts, asked).await?;
-        let owner = created.owner.clone();
-        let object = store_as(app.store.as_ref(), &parts, body, Some(created)).await?;
-        app.catalog(&[FileRecord::of(&object, owner)]).await?;
-        Ok::<_, Problem>(object)
+        let file = store_as(app.store.as_ref(), &parts, body, Some(created)).await?;
+        app.catalog(std::slice::from_ref(&file)).await?;
+        Ok::<_, Problem>(file)
     };
     match outcome.await {
-        Ok(object) => UploadResponse {
-            files: vec![UploadedFile::new(&object, &files_url(&parts))],
+        Ok(file) => UploadResponse {
+            files: vec![UploadedFile::new(&file, &files_url(&parts))],
             fields: Default::default(),
             progress_id: progress_id(&parts.extensions),
         }

@@ -4,7 +4,7 @@
 use super::{Concat, FileRecord, FileStatus, HashCheckpoint, Protocol, StateError, StateStore, UploadRecord};
 use crate::{
     id::UploadId,
-    storage::{Digests, FileMeta},
+    storage::{Digests, FileMeta, KeyPrefix, ObjectKey},
 };
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ fn file(id: UploadId) -> FileRecord {
     let mut digests = Digests::default();
     digests.insert("sha-256", &[0xab; 32]);
     FileRecord {
-        key: format!("tenants/acme/{id}"),
+        key: ObjectKey::of(KeyPrefix::new("tenants/acme").as_ref(), &id),
         id,
         owner: Some("acme".into()),
         meta: FileMeta { name: Some("a.bin".into()), content_type: Some("image/png".into()), ..FileMeta::default() },
@@ -74,7 +74,9 @@ pub async fn run(state: &dyn StateStore) {
 
     // chunked records keep their chunk map
     let mut chunked = record(None);
-    chunked.protocol = Protocol::Chunked { chunk_size: 5, chunks: [(1, UploadId::random())].into() };
+    chunked.protocol = Protocol::Chunked { chunk_size: 5, chunks: [1, 3].into() };
+    chunked.storage = crate::storage::ResumableState(serde_json::json!({"upload_id": "abc", "parts": [1, 2]}));
+    chunked.head = Some("89504e47".into());
     state.insert(&chunked).await.unwrap();
     assert_eq!(state.get(&chunked.id).await.unwrap().unwrap(), chunked);
 

@@ -41,12 +41,15 @@ pub use redb::RedbState;
 use crate::{
     error::{BoxError, Problem},
     id::UploadId,
-    storage::{Digests, FileMeta},
+    storage::{Digests, FileMeta, ObjectKey, ResumableState},
 };
 use async_trait::async_trait;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
 
 /// Which protocol created an upload, with what only that protocol needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,13 +65,14 @@ pub enum Protocol {
         #[serde(default, skip_serializing_if = "Concat::is_none")]
         concat: Concat,
     },
-    /// A chunked upload: chunk `n` is its own store upload, assembled on completion.
+    /// A chunked upload: chunk `n` is an object of its own
+    /// ([`ObjectKey::of_chunk`](crate::storage::ObjectKey::of_chunk)), assembled on completion.
     Chunked {
         /// The size of every chunk but the last.
         chunk_size: u64,
-        /// Store ids of the chunks received whole, by chunk number.
+        /// The chunks received whole.
         #[serde(default)]
-        chunks: BTreeMap<u64, UploadId>,
+        chunks: BTreeSet<u64>,
     },
 }
 
@@ -136,10 +140,18 @@ pub struct UploadRecord {
     /// before the upload goes on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unverified_from: Option<u64>,
-    /// Set once the upload became an object: the record stays (for `HEAD`, and a retried
+    /// Set once the upload became a file: the record stays (for `HEAD`, and a retried
     /// completion) until it expires.
     #[serde(default)]
     pub finished: bool,
+    /// What the store keeps to continue the upload ([`ResumableState`]), opaque here.
+    #[serde(default, skip_serializing_if = "ResumableState::is_empty")]
+    pub storage: ResumableState,
+    /// The upload's first bytes (hex), kept while they are fewer than the content policy looks
+    /// at, so that each request within that window is checked together with the bytes before
+    /// it, on any store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 impl UploadRecord {
@@ -158,7 +170,14 @@ impl UploadRecord {
             detected_type: None,
             unverified_from: None,
             finished: false,
+            storage: ResumableState::default(),
+            head: None,
         }
+    }
+
+    /// Where the upload's file is (or will be) kept: `{key_prefix}/{id}`.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::of(self.key_prefix.as_ref(), &self.id)
     }
 
     /// Whether the upload has expired at `now` (seconds since the Unix epoch).
@@ -192,7 +211,7 @@ pub struct FileRecord {
     /// The file's id, in its download URL. A resumable upload's file has the upload's id.
     pub id: UploadId,
     /// Where its bytes are kept in the store.
-    pub key: String,
+    pub key: ObjectKey,
     /// The tenant or owner, checked by the authorisation hook on every request that names the
     /// file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,22 +228,6 @@ pub struct FileRecord {
     pub status: FileStatus,
     /// Seconds since the Unix epoch when its upload began.
     pub created_at: u64,
-}
-
-impl FileRecord {
-    /// The catalog row of a stored object.
-    pub(crate) fn of(object: &crate::storage::StoredObject, owner: Option<String>) -> Self {
-        Self {
-            id: object.id.clone(),
-            key: object.key(),
-            owner,
-            meta: object.meta.clone(),
-            size: object.size,
-            digests: object.digests.clone(),
-            status: FileStatus::Complete,
-            created_at: object.created_at,
-        }
-    }
 }
 
 /// Errors of a state store or locker backend.

@@ -1,13 +1,22 @@
-//! Expiry: a background task that removes abandoned uploads — their bytes in the store, the
-//! chunks of chunked uploads, and their records.
+//! Expiry and reconciliation: a background task that removes abandoned uploads (their bytes in
+//! the store, the chunks of chunked uploads, and their records), and whatever storage holds that
+//! no record or catalog row names (what a crash between two steps left behind).
 
 use super::{Concat, Locker, Protocol, StateError, StateStore, UploadRecord};
-use crate::storage::{Store, StoreError, now_secs};
-use std::{sync::Arc, time::Duration};
+use crate::storage::{ObjectKey, Store, StoreError, now_secs};
+use futures_util::TryStreamExt;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 use tokio::task::JoinHandle;
 
 /// What one sweep did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SweepReport {
     /// Unfinished uploads removed with their bytes.
     pub expired: usize,
@@ -16,12 +25,22 @@ pub struct SweepReport {
     /// Uploads skipped because a request held them.
     pub busy: usize,
     /// Unfinished uploads the store held without a record (a crash between creating and
-    /// recording them), removed once older than [`Sweeper::orphans_after`].
+    /// recording them, or between removing a record and its bytes), removed.
     pub orphans: usize,
+    /// Objects that no catalog row or record names (a crash between storing a file and
+    /// cataloguing it, or between removing its row and its bytes), removed.
+    pub orphaned_objects: usize,
+    /// What interrupted writes of the store itself left (temporary files), removed.
+    pub temporary: usize,
 }
 
-/// Removes expired uploads. [`Sweeper::spawn`] runs it every minute (by default) until the
-/// returned handle is dropped.
+/// Removes expired uploads, and reconciles storage with the records and the catalog.
+/// [`Sweeper::spawn`] runs it every minute (by default) until the returned handle is dropped.
+///
+/// Reconciliation lists the whole store, so it runs at most every
+/// [`reconcile_every`](Self::reconcile_every) (default one hour), and touches only what is older
+/// than [`orphans_after`](Self::orphans_after) (default 24 h), so that nothing a request is still
+/// writing is taken for an orphan.
 #[derive(Clone, Debug)]
 pub struct Sweeper {
     state: Arc<dyn StateStore>,
@@ -30,6 +49,8 @@ pub struct Sweeper {
     every: Duration,
     batch: usize,
     orphans_after: Option<Duration>,
+    reconcile_every: Duration,
+    last_reconcile: Arc<AtomicU64>,
 }
 
 impl Sweeper {
@@ -42,14 +63,22 @@ impl Sweeper {
             every: Duration::from_secs(60),
             batch: 100,
             orphans_after: Some(Duration::from_secs(24 * 3600)),
+            reconcile_every: Duration::from_secs(3600),
+            last_reconcile: Arc::default(),
         }
     }
 
-    /// How old an unfinished upload without a record must be before it is removed (default
-    /// 24 h; `None`: never). Only stores that can [list](Store::list_unfinished) their unfinished
-    /// uploads are searched.
+    /// How old storage that no record or catalog row names must be before it is removed
+    /// (default 24 h; `None`: never).
     pub fn orphans_after(mut self, age: Option<Duration>) -> Self {
         self.orphans_after = age;
+        self
+    }
+
+    /// How often a sweep also reconciles storage with the records and the catalog (default one
+    /// hour; zero: every sweep).
+    pub fn reconcile_every(mut self, every: Duration) -> Self {
+        self.reconcile_every = every;
         self
     }
 
@@ -59,7 +88,7 @@ impl Sweeper {
         self
     }
 
-    /// Sweeps every expired record now.
+    /// Sweeps every expired record now, and reconciles storage when that is due.
     pub async fn sweep(&self) -> Result<SweepReport, StateError> {
         let mut report = SweepReport::default();
         let now = now_secs();
@@ -68,8 +97,7 @@ impl Sweeper {
             let expired = self.state.expired(now, self.batch + skipped.len()).await?;
             let fresh: Vec<_> = expired.into_iter().filter(|r| !skipped.contains(&r.id)).collect();
             if fresh.is_empty() {
-                report.orphans = self.sweep_orphans(now).await?;
-                return Ok(report);
+                break;
             }
             for record in fresh {
                 // A request that is writing keeps its lock; a stalled one lets go.
@@ -81,8 +109,12 @@ impl Sweeper {
                 // It may have been refreshed or removed while we waited.
                 match self.state.get(&record.id).await? {
                     Some(current) if current.is_expired(now) => {
-                        self.discard(&current).await;
+                        // The record goes first: its bytes are orphans from then on, which the
+                        // next reconciliation removes if this one is cut short.
                         self.state.remove(&current.id).await?;
+                        if let Err(e) = discard(self.store.as_ref(), &current, false).await {
+                            tracing::warn!(id = %current.id, error = %e, "could not remove an expired upload's bytes");
+                        }
                         if current.finished { report.forgotten += 1 } else { report.expired += 1 }
                     }
                     _ => {
@@ -91,44 +123,65 @@ impl Sweeper {
                 }
             }
         }
+        let due = self.last_reconcile.load(Ordering::Relaxed) + self.reconcile_every.as_secs() <= now;
+        if let (Some(age), true) = (self.orphans_after, due) {
+            self.last_reconcile.store(now, Ordering::Relaxed);
+            self.reconcile(now.saturating_sub(age.as_secs()), &mut report).await?;
+        }
+        Ok(report)
     }
 
-    /// Removes unfinished uploads that have no record and are old enough.
-    async fn sweep_orphans(&self, now: u64) -> Result<usize, StateError> {
-        let Some(age) = self.orphans_after.filter(|_| self.store.capabilities().list_unfinished) else { return Ok(0) };
-        let listed = match self.store.list_unfinished().await {
-            Ok(listed) => listed,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list unfinished uploads");
-                return Ok(0);
-            }
-        };
-        let mut removed = 0;
-        for info in listed.into_iter().filter(|i| i.created_at + age.as_secs() <= now) {
-            if self.state.get(&info.id).await?.is_none() {
-                ignore_missing(self.store.abort(&info.id).await, &info.id);
-                removed += 1;
+    /// Removes what storage holds that no record or catalog row names, last written at or
+    /// before `before` (seconds since the Unix epoch).
+    async fn reconcile(&self, before: u64, report: &mut SweepReport) -> Result<(), StateError> {
+        let age = now_secs().saturating_sub(before);
+        match self.store.clean_up(age).await {
+            Ok(n) => report.temporary += n,
+            Err(e) => tracing::warn!(error = %e, "could not clean up interrupted writes"),
+        }
+        if let Some(resumable) = self.store.resumable() {
+            let pending: Result<Vec<_>, _> = resumable.list_pending().try_collect().await;
+            match pending {
+                Ok(pending) => {
+                    for upload in pending.into_iter().filter(|p| p.last_modified <= before) {
+                        if self.named(&upload.key).await? {
+                            continue;
+                        }
+                        match resumable.abort(&upload.key, &upload.state).await {
+                            Ok(()) => report.orphans += 1,
+                            Err(e) => tracing::warn!(key = %upload.key, error = %e, "could not remove an orphaned upload"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not list unfinished uploads"),
             }
         }
-        Ok(removed)
+        let objects: Result<Vec<_>, _> = self.store.list(None).try_collect().await;
+        match objects {
+            Ok(objects) => {
+                for object in objects.into_iter().filter(|o| o.last_modified <= before) {
+                    if self.named(&object.key).await? {
+                        continue;
+                    }
+                    match self.store.delete(&object.key).await {
+                        Ok(()) => report.orphaned_objects += 1,
+                        Err(e) => tracing::warn!(key = %object.key, error = %e, "could not remove an orphaned object"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list stored objects"),
+        }
+        Ok(())
     }
 
-    /// Removes what an expired record holds in the store. Finished files stay, except the
-    /// partial uploads of tus concatenation, which exist only to be concatenated.
-    async fn discard(&self, record: &UploadRecord) {
-        let id = &record.id;
-        let outcome = match &record.protocol {
-            Protocol::Chunked { chunks, .. } => {
-                for chunk in chunks.values() {
-                    ignore_missing(self.store.delete(chunk).await, chunk);
-                }
-                if record.finished { Ok(()) } else { self.store.abort(id).await }
-            }
-            Protocol::Tus { concat: Concat::Partial, .. } if record.finished => self.store.delete(id).await,
-            _ if record.finished => Ok(()),
-            _ => self.store.abort(id).await,
-        };
-        ignore_missing(outcome, id);
+    /// Whether a record or a catalog row names what storage holds at `key`. Keys the server does
+    /// not make are taken as named: they are somebody else's.
+    async fn named(&self, key: &ObjectKey) -> Result<bool, StateError> {
+        let Some((id, chunk)) = key.owner_id() else { return Ok(true) };
+        if self.state.get(&id).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(chunk.is_none() && self.state.get_file(&id).await?.is_some_and(|file| &file.key == key))
     }
 
     /// Sweeps every [`every`](Self::every) until the handle is dropped.
@@ -148,11 +201,29 @@ impl Sweeper {
     }
 }
 
-fn ignore_missing(outcome: Result<(), StoreError>, id: &crate::UploadId) {
-    match outcome {
-        Ok(()) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => tracing::warn!(%id, error = %e, "could not remove an expired upload's bytes"),
+/// Removes what storage holds for an upload whose record is gone: its unfinished bytes, its
+/// chunks, and — when `with_file`, or for the partial uploads of a concatenation, which exist
+/// only to be concatenated — its finished file.
+pub(crate) async fn discard(store: &dyn Store, record: &UploadRecord, with_file: bool) -> Result<(), StoreError> {
+    let key = record.key();
+    let delete_file = with_file || matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. });
+    match &record.protocol {
+        Protocol::Chunked { chunks, .. } => {
+            for n in chunks {
+                store.delete(&ObjectKey::of_chunk(record.key_prefix.as_ref(), &record.id, *n)).await?;
+            }
+        }
+        _ if !record.finished => {
+            if let Some(resumable) = store.resumable() {
+                resumable.abort(&key, &record.storage).await?;
+            }
+        }
+        _ => {}
     }
+    if record.finished && delete_file {
+        store.delete(&key).await?;
+    }
+    Ok(())
 }
 
 /// Stops the sweeper when dropped.
@@ -169,36 +240,69 @@ impl Drop for SweeperHandle {
 mod tests {
     use super::*;
     use crate::{
-        state::{MemoryLocker, MemoryState, Protocol, UploadRecord},
-        storage::{InMemory, NewUpload},
+        UploadId,
+        state::{FileRecord, MemoryLocker, MemoryState, Protocol, UploadRecord},
+        storage::{InMemory, PutOptions, ResumableStore},
     };
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+
+    fn bytes(data: &'static [u8]) -> crate::storage::ByteStream<'static> {
+        futures_util::stream::iter([Ok(Bytes::from_static(data))]).boxed()
+    }
 
     #[tokio::test]
     async fn expired_uploads_and_orphans_are_removed_and_live_ones_kept() {
         let (store, state) = (InMemory::new(), MemoryState::new());
         let sweeper = Sweeper::new(Arc::new(state.clone()), Arc::new(store.clone()), Arc::new(MemoryLocker::new()))
-            .orphans_after(Some(Duration::ZERO));
+            .orphans_after(Some(Duration::ZERO))
+            .reconcile_every(Duration::ZERO);
         let tus = Protocol::Tus { metadata: None, concat: Default::default() };
         let mut records = Vec::new();
         for expires_at in [Some(0), None] {
-            let info = store.create(NewUpload::default()).await.unwrap();
-            let mut record = UploadRecord::new(info.id, tus.clone(), None, Default::default());
+            let mut record = UploadRecord::new(UploadId::random(), tus.clone(), None, Default::default());
+            store.begin(&record.key()).await.unwrap();
             record.expires_at = expires_at;
             state.insert(&record).await.unwrap();
             records.push(record);
         }
-        // A crash between creating an upload and recording it leaves one the state knows nothing of.
-        let orphan = store.create(NewUpload::default()).await.unwrap();
+        // A crash between creating an upload and recording it leaves one no record names...
+        let orphan = ObjectKey::of(None, &UploadId::random());
+        store.begin(&orphan).await.unwrap();
+        // ... and one between storing a file and cataloguing it, an object no row names.
+        let uncatalogued = ObjectKey::of(None, &UploadId::random());
+        store.put(&uncatalogued, bytes(b"lost"), PutOptions::default()).await.unwrap();
+        let catalogued = UploadId::random();
+        let key = ObjectKey::of(None, &catalogued);
+        store.put(&key, bytes(b"kept"), PutOptions::default()).await.unwrap();
+        let file = FileRecord {
+            id: catalogued,
+            key,
+            owner: None,
+            meta: Default::default(),
+            size: 4,
+            digests: Default::default(),
+            status: Default::default(),
+            created_at: 0,
+        };
+        state.insert_file(&file).await.unwrap();
+        let foreign = ObjectKey::new("somebody/else.txt").unwrap();
+        store.put(&foreign, bytes(b"theirs"), PutOptions::default()).await.unwrap();
+
         let report = sweeper.sweep().await.unwrap();
-        assert_eq!((report.expired, report.orphans), (1, 1));
-        assert!(store.info(&records[0].id).await.is_err() && state.get(&records[0].id).await.unwrap().is_none());
-        assert!(store.info(&orphan.id).await.is_err(), "the orphan is gone");
-        assert!(store.info(&records[1].id).await.is_ok(), "an upload with a live record stays");
-        assert_eq!(store.pending_uploads(), 1);
+        assert_eq!((report.expired, report.orphans, report.orphaned_objects), (1, 1, 1), "{report:?}");
+        assert!(store.offset(&records[0].key(), &Default::default()).await.is_err());
+        assert!(state.get(&records[0].id).await.unwrap().is_none());
+        assert!(store.offset(&orphan, &Default::default()).await.is_err(), "the orphaned upload is gone");
+        assert!(store.head(&uncatalogued).await.is_err(), "the uncatalogued object is gone");
+        assert!(store.offset(&records[1].key(), &Default::default()).await.is_ok(), "an upload with a live record stays");
+        assert!(store.head(&file.key).await.is_ok(), "a catalogued file stays");
+        assert!(store.head(&foreign).await.is_ok(), "keys the server does not make are left alone");
         // Not old enough: kept.
-        let young = store.create(NewUpload::default()).await.unwrap();
+        let young = ObjectKey::of(None, &UploadId::random());
+        store.begin(&young).await.unwrap();
         let patient = Sweeper::new(Arc::new(state), Arc::new(store.clone()), Arc::new(MemoryLocker::new()));
         assert_eq!(patient.sweep().await.unwrap().orphans, 0);
-        assert!(store.info(&young.id).await.is_ok());
+        assert!(store.offset(&young, &Default::default()).await.is_ok());
     }
 }

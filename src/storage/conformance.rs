@@ -6,262 +6,201 @@
 //! intake::storage::conformance::run(&intake::storage::InMemory::new()).await;
 //! # }
 //! ```
-//! Each check panics with a message naming the broken rule.
+//! Each check panics with a message naming the broken rule. A store that offers
+//! [`ResumableStore`] (and [`ReadBack`](super::ReadBack)) is checked for that too. Every check
+//! uses keys of its own under a random prefix and removes what it stored, so the suite can run
+//! against a shared bucket.
 
-use super::{ByteStream, Digests, FileMeta, KeyPrefix, NewUpload, Store, StoreError, StoreExt};
-use crate::id::UploadId;
+use super::{ByteStream, KeyPrefix, ObjectKey, PutOptions, ResumableStore, Store, StoreError};
+use crate::{error::BoxError, id::UploadId};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
+use std::time::Duration;
 
-fn chunks(parts: &[&'static [u8]]) -> ByteStream<'static> {
-    stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()).boxed()
+fn chunks(parts: &[&[u8]]) -> ByteStream<'static> {
+    let owned: Vec<Result<Bytes, BoxError>> = parts.iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+    stream::iter(owned).boxed()
 }
 
-async fn read_all(store: &dyn Store, id: &UploadId, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
-    let read = store.read(id, range).await.expect("read a finished object");
-    let parts: Vec<Bytes> = read.body.try_collect().await.expect("read the bytes");
+/// `parts`, then an error: a client that went away mid-body.
+fn failing(parts: &[&[u8]]) -> ByteStream<'static> {
+    chunks(parts).chain(stream::iter([Err::<Bytes, BoxError>("the client went away".into())])).boxed()
+}
+
+async fn read(store: &dyn Store, key: &ObjectKey, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
+    let got = store.get(key, range).await.expect("get an object");
+    let parts: Vec<Bytes> = got.body.try_collect().await.expect("read its bytes");
     parts.concat()
+}
+
+fn gone<T: std::fmt::Debug>(outcome: Result<T, StoreError>) -> bool {
+    matches!(outcome, Err(StoreError::NotFound(_)))
+}
+
+struct Keys(KeyPrefix);
+
+impl Keys {
+    fn new() -> Self {
+        Self(KeyPrefix::new(&format!("conformance/{}", UploadId::random())).expect("a valid prefix"))
+    }
+
+    fn key(&self) -> ObjectKey {
+        ObjectKey::of(Some(&self.0), &UploadId::random())
+    }
 }
 
 /// Runs every check against `store`.
 pub async fn run(store: &dyn Store) {
-    write_finish_read(store).await;
-    resume_at_offset(store).await;
-    declared_length(store).await;
-    failed_body_keeps_received_bytes(store).await;
-    abort_leaves_nothing(store).await;
-    unfinished_is_invisible(store).await;
-    concurrent_writes_are_refused(store).await;
-    unknown_ids(store).await;
-    empty_object(store).await;
-    one_shot_declared_length(store).await;
-    delete(store).await;
-    optional_operations(store).await;
-    key_prefixes(store).await;
+    let keys = Keys::new();
+    put_get_head_delete(store, &keys).await;
+    put_replaces_atomically(store, &keys).await;
+    declared_length(store, &keys).await;
+    failed_and_dropped_puts_leave_nothing(store, &keys).await;
+    empty_object(store, &keys).await;
+    list(store, &keys).await;
+    if let Some(resumable) = store.resumable() {
+        resumable_uploads(store, resumable, &keys).await;
+        appends_after_a_crash(resumable, &keys).await;
+        abort_and_retries(store, resumable, &keys).await;
+    }
+    let left: Vec<_> = store.list(Some(&keys.0)).try_collect().await.expect("list");
+    assert!(left.is_empty(), "every check removed what it stored: {left:?}");
 }
 
-/// An upload created under a key prefix keeps it, as a resumable upload and as a one-shot one.
-async fn key_prefixes(store: &dyn Store) {
-    let prefix = KeyPrefix::new("tenants/acme").expect("a valid prefix");
-    let upload = NewUpload { length: Some(3), key_prefix: Some(prefix.clone()), ..NewUpload::default() };
-    let info = store.create(upload.clone()).await.expect("create");
-    assert_eq!(info.key_prefix.as_ref(), Some(&prefix));
-    store.write(&info.id, 0, chunks(&[b"abc"])).await.expect("write");
-    let object = store.finish(&info.id, Digests::default(), None).await.expect("finish");
-    assert_eq!(object.key(), format!("tenants/acme/{}", info.id), "the key is the prefix and the id");
-    assert_eq!(store.head(&info.id).await.expect("head").key_prefix.as_ref(), Some(&prefix));
-    assert_eq!(read_all(store, &info.id, None).await, b"abc");
-    let put = store.put(upload, chunks(&[b"x", b"yz"])).await.expect("put");
-    assert_eq!(put.key_prefix.as_ref(), Some(&prefix));
-    assert_eq!(read_all(store, &put.id, Some(1..3)).await, b"yz");
-    for id in [&info.id, &put.id] {
-        store.delete(id).await.expect("delete");
-        assert!(matches!(store.head(id).await, Err(StoreError::NotFound(_))), "deleted");
+async fn put_get_head_delete(store: &dyn Store, keys: &Keys) {
+    let key = keys.key();
+    let meta = store.put(&key, chunks(&[b"hello ", b"world"]), PutOptions::default()).await.expect("put");
+    assert_eq!((meta.key.clone(), meta.size), (key.clone(), 11), "put describes the object");
+    assert_eq!(store.head(&key).await.expect("head").size, 11);
+    assert_eq!(read(store, &key, None).await, b"hello world");
+    assert_eq!(read(store, &key, Some(6..11)).await, b"world", "a range");
+    assert_eq!(read(store, &key, Some(3..3)).await, b"", "an empty range");
+    assert!(matches!(store.get(&key, Some(5..12)).await, Err(StoreError::InvalidRange { size: 11 })), "a range past the end");
+    store.delete(&key).await.expect("delete");
+    assert!(gone(store.head(&key).await) && gone(store.get(&key, None).await), "a deleted object is gone");
+    store.delete(&key).await.expect("deleting what is not there is not an error");
+}
+
+async fn put_replaces_atomically(store: &dyn Store, keys: &Keys) {
+    let key = keys.key();
+    store.put(&key, chunks(&[b"old"]), PutOptions::default()).await.expect("put");
+    let failed = store.put(&key, failing(&[b"new bytes"]), PutOptions::default()).await;
+    assert!(matches!(failed, Err(StoreError::Body(_))), "a failing body fails the put: {failed:?}");
+    assert_eq!(read(store, &key, None).await, b"old", "a failed put leaves the object it would have replaced");
+    store.put(&key, chunks(&[b"newer"]), PutOptions::default()).await.expect("put again");
+    assert_eq!(read(store, &key, None).await, b"newer", "a put replaces the object");
+    store.delete(&key).await.expect("delete");
+}
+
+async fn declared_length(store: &dyn Store, keys: &Keys) {
+    let key = keys.key();
+    let short = store.put(&key, chunks(&[b"abc"]), PutOptions::with_length(Some(5))).await;
+    assert!(matches!(short, Err(StoreError::Incomplete { offset: 3, length: 5 })), "short of its length: {short:?}");
+    let long = store.put(&key, chunks(&[b"abc", b"def"]), PutOptions::with_length(Some(4))).await;
+    assert!(matches!(long, Err(StoreError::LengthExceeded { length: 4 })), "past its length: {long:?}");
+    assert!(gone(store.head(&key).await), "neither was stored");
+    assert_eq!(store.put(&key, chunks(&[b"ab", b"cd"]), PutOptions::with_length(Some(4))).await.expect("exact").size, 4);
+    store.delete(&key).await.expect("delete");
+}
+
+async fn failed_and_dropped_puts_leave_nothing(store: &dyn Store, keys: &Keys) {
+    let key = keys.key();
+    assert!(store.put(&key, failing(&[b"partial"]), PutOptions::default()).await.is_err());
+    assert!(gone(store.head(&key).await), "a failed put leaves nothing");
+    // A client that stops sending: the put waits for more, and its request is dropped.
+    let stalled = chunks(&[b"some bytes"]).chain(stream::pending()).boxed();
+    let put = store.put(&key, stalled, PutOptions::default());
+    assert!(tokio::time::timeout(Duration::from_millis(50), put).await.is_err(), "the put waits for the rest");
+    assert!(gone(store.head(&key).await), "a dropped put leaves nothing");
+    assert_eq!(store.clean_up(0).await.expect("clean_up"), 0, "and nothing for clean_up either");
+}
+
+async fn empty_object(store: &dyn Store, keys: &Keys) {
+    let key = keys.key();
+    assert_eq!(store.put(&key, chunks(&[]), PutOptions::default()).await.expect("put").size, 0);
+    assert_eq!(read(store, &key, None).await, b"");
+    store.delete(&key).await.expect("delete");
+}
+
+async fn list(store: &dyn Store, keys: &Keys) {
+    let (a, b) =
+        (KeyPrefix::new(&format!("{}/a", keys.0.as_str())).unwrap(), KeyPrefix::new(&format!("{}/b", keys.0.as_str())).unwrap());
+    let under_a = [ObjectKey::of(Some(&a), &UploadId::random()), ObjectKey::of(Some(&a), &UploadId::random())];
+    let under_b = ObjectKey::of(Some(&b), &UploadId::random());
+    for key in under_a.iter().chain([&under_b]) {
+        store.put(key, chunks(&[b"x"]), PutOptions::default()).await.expect("put");
+    }
+    let mut listed: Vec<_> = store.list(Some(&a)).map_ok(|m| m.key).try_collect().await.expect("list");
+    listed.sort();
+    let mut expected = under_a.to_vec();
+    expected.sort();
+    assert_eq!(listed, expected, "list yields exactly the objects under the prefix");
+    let all: Vec<_> = store.list(Some(&keys.0)).map_ok(|m| (m.key, m.size)).try_collect().await.expect("list");
+    assert_eq!(all.len(), 3, "and everything under a shorter one: {all:?}");
+    assert!(all.iter().all(|(_, size)| *size == 1), "with sizes");
+    for key in under_a.iter().chain([&under_b]) {
+        store.delete(key).await.expect("delete");
     }
 }
 
-/// `finish` may replace the metadata, and the optional operations a store advertises work.
-async fn optional_operations(store: &dyn Store) {
-    let info = store.create(NewUpload { length: None, meta: FileMeta::default(), key_prefix: None }).await.expect("create");
-    store.write(&info.id, 0, chunks(&[b"hello", b" world"])).await.expect("write");
-    let can = store.capabilities();
-    if can.list_unfinished {
-        let listed = store.list_unfinished().await.expect("list_unfinished");
-        let mine = listed.iter().find(|i| i.id == info.id).expect("an unfinished upload is listed");
-        assert_eq!(mine.offset, 11, "with its offset");
-    } else {
-        assert!(matches!(store.list_unfinished().await, Err(StoreError::NotSupported(_))));
+async fn resumable_uploads(store: &dyn Store, resumable: &dyn ResumableStore, keys: &Keys) {
+    let key = keys.key();
+    store.put(&key, chunks(&[b"the old object"]), PutOptions::default()).await.expect("put");
+    let state = resumable.begin(&key).await.expect("begin");
+    let pending: Vec<_> = resumable.list_pending().map_ok(|p| p.key).try_collect().await.expect("list_pending");
+    assert!(pending.contains(&key), "a begun upload is pending");
+    let mut offset = 0;
+    let mut state = state;
+    for piece in [&b"hello"[..], b" ", b"", b"world"] {
+        let appended = resumable.append(&key, &state, offset, chunks(&[piece])).await.expect("append");
+        assert!(appended.failure.is_none());
+        assert_eq!(appended.offset, offset + piece.len() as u64, "append reports the new offset");
+        (offset, state) = (appended.offset, appended.state);
+        assert_eq!(resumable.offset(&key, &state).await.expect("offset"), offset);
     }
-    if can.read_partial {
-        let bytes: Vec<_> =
-            store.read_partial(&info.id, 2..7).await.expect("read_partial").map(|c| c.expect("bytes")).collect().await;
-        assert_eq!(bytes.concat(), b"llo w", "read_partial returns the bytes received so far");
-        assert!(store.read_partial(&info.id, 0..12).await.is_err(), "read_partial stays within the bytes received");
-    } else {
-        assert!(matches!(store.read_partial(&info.id, 0..1).await, Err(StoreError::NotSupported(_))));
+    assert_eq!(read(store, &key, None).await, b"the old object", "an unfinished upload is not the object yet");
+    if let Some(back) = resumable.read_back() {
+        let bytes: Vec<Bytes> = back.read(&key, &state, 2..8).await.expect("read back").try_collect().await.expect("bytes");
+        assert_eq!(bytes.concat(), b"llo wo", "read_back reads what the upload holds");
     }
-    if can.truncate {
-        store.truncate(&info.id, 5).await.expect("truncate");
-        assert_eq!(store.info(&info.id).await.expect("info").offset, 5, "truncate cuts the upload back");
-        assert!(store.truncate(&info.id, 6).await.is_err(), "truncate cannot grow an upload");
-        store.write(&info.id, 5, chunks(&[b"!"])).await.expect("write after truncate");
-    } else {
-        assert!(matches!(store.truncate(&info.id, 0).await, Err(StoreError::NotSupported(_))));
+    let meta = resumable.complete(&key, &state).await.expect("complete");
+    assert_eq!(meta.size, 11);
+    assert_eq!(read(store, &key, None).await, b"hello world", "complete makes the upload the object");
+    assert!(gone(resumable.offset(&key, &state).await), "and it is no longer an upload");
+    assert_eq!(resumable.complete(&key, &state).await.expect("completing again").size, 11, "a retried completion is harmless");
+    let pending: Vec<_> = resumable.list_pending().map_ok(|p| p.key).try_collect().await.expect("list_pending");
+    assert!(!pending.contains(&key), "a completed upload is not pending");
+    store.delete(&key).await.expect("delete");
+}
+
+async fn appends_after_a_crash(resumable: &dyn ResumableStore, keys: &Keys) {
+    let key = keys.key();
+    let state = resumable.begin(&key).await.expect("begin");
+    let appended = resumable.append(&key, &state, 0, failing(&[b"abc", b"def"])).await.expect("append");
+    assert!(matches!(appended.failure, Some(StoreError::Body(_))), "a failing body is reported");
+    assert_eq!(appended.offset, 6, "and the bytes before it are kept");
+    assert_eq!(resumable.offset(&key, &appended.state).await.expect("offset"), 6);
+    // A crash cut an append short after its bytes were written: the record says 4.
+    let appended = resumable.append(&key, &appended.state, 4, chunks(&[b"XY"])).await.expect("append at the recorded offset");
+    assert_eq!(appended.offset, 6, "bytes past the offset are dropped first");
+    let state = resumable.truncate(&key, &appended.state, 2).await.expect("truncate");
+    assert_eq!(resumable.offset(&key, &state).await.expect("offset"), 2, "truncate cuts the upload back");
+    assert!(resumable.append(&key, &state, 5, chunks(&[b"!"])).await.is_err(), "an append past what is held fails");
+    if let Some(back) = resumable.read_back() {
+        let bytes: Vec<Bytes> = back.read(&key, &state, 0..2).await.expect("read back").try_collect().await.expect("bytes");
+        assert_eq!(bytes.concat(), b"ab");
     }
-    let meta = FileMeta { name: Some("late.txt".into()), content_type: Some("text/plain".into()), ..FileMeta::default() };
-    let object = store.finish(&info.id, Digests::default(), Some(meta.clone())).await.expect("finish");
-    assert_eq!(object.meta, meta, "finish replaces the metadata");
-    assert_eq!(store.head(&info.id).await.expect("head").meta, meta);
-    if can.list_unfinished {
-        let listed = store.list_unfinished().await.expect("list_unfinished");
-        assert!(listed.iter().all(|i| i.id != info.id), "a finished upload is not listed");
-    }
-    let expected: &[u8] = if can.truncate { b"hello!" } else { b"hello world" };
-    assert_eq!(read_all(store, &info.id, None).await, expected);
+    resumable.abort(&key, &state).await.expect("abort");
 }
 
-async fn write_finish_read(store: &dyn Store) {
-    let meta = FileMeta { name: Some("a.txt".into()), content_type: Some("text/plain".into()), ..FileMeta::default() };
-    let info = store.create(NewUpload { length: None, meta: meta.clone(), key_prefix: None }).await.expect("create");
-    assert_eq!(info.offset, 0, "a new upload starts at offset 0");
-    let other = store.create(NewUpload::default()).await.expect("create");
-    assert_ne!(info.id, other.id, "ids are unique");
-    store.abort(&other.id).await.expect("abort");
-    let offset = store.write(&info.id, 0, chunks(&[b"hello ", b"world"])).await.expect("write");
-    assert_eq!(offset, 11, "write returns the new offset");
-    let mut digests = Digests::default();
-    digests.insert("sha-256", &[1, 2, 3]);
-    let object = store.finish(&info.id, digests.clone(), None).await.expect("finish");
-    assert_eq!((object.size, &object.meta, &object.digests), (11, &meta, &digests), "finish keeps size, meta, digests");
-    assert_eq!(store.head(&info.id).await.expect("head"), object, "head returns what finish returned");
-    assert_eq!(read_all(store, &info.id, None).await, b"hello world", "read returns the bytes written");
-    assert_eq!(read_all(store, &info.id, Some(6..11)).await, b"world", "read honours a range");
-    assert_eq!(read_all(store, &info.id, Some(11..11)).await, b"", "an empty range at the end is valid");
-    assert!(
-        matches!(store.read(&info.id, Some(5..12)).await, Err(StoreError::InvalidRange { size: 11 })),
-        "a range past the end is refused"
-    );
-    assert!(matches!(store.info(&info.id).await, Err(StoreError::NotFound(_))), "a finished upload has no upload info");
-}
-
-async fn resume_at_offset(store: &dyn Store) {
-    let info = store.create(NewUpload { length: Some(6), ..NewUpload::default() }).await.expect("create");
-    assert_eq!(store.write(&info.id, 0, chunks(&[b"abc"])).await.expect("first write"), 3);
-    assert_eq!(store.info(&info.id).await.expect("info").offset, 3, "info reports the offset");
-    assert!(
-        matches!(store.write(&info.id, 1, chunks(&[b"x"])).await, Err(StoreError::OffsetMismatch { expected: 3, given: 1 })),
-        "a write at the wrong offset is refused"
-    );
-    assert_eq!(store.info(&info.id).await.expect("info").offset, 3, "a refused write changes nothing");
-    assert_eq!(store.write(&info.id, 3, chunks(&[b"def"])).await.expect("second write"), 6);
-    store.finish(&info.id, Digests::default(), None).await.expect("finish");
-    assert_eq!(read_all(store, &info.id, None).await, b"abcdef");
-}
-
-async fn declared_length(store: &dyn Store) {
-    let info = store.create(NewUpload { length: Some(4), ..NewUpload::default() }).await.expect("create");
-    assert!(
-        matches!(store.finish(&info.id, Digests::default(), None).await, Err(StoreError::Incomplete { offset: 0, length: 4 })),
-        "finishing before the declared length is refused"
-    );
-    assert!(
-        matches!(store.write(&info.id, 0, chunks(&[b"ab", b"cde"])).await, Err(StoreError::LengthExceeded { length: 4 })),
-        "writing past the declared length is refused"
-    );
-    let offset = store.info(&info.id).await.expect("info").offset;
-    assert!(offset <= 4, "nothing past the declared length is kept (offset {offset})");
-    store.abort(&info.id).await.expect("abort");
-}
-
-async fn failed_body_keeps_received_bytes(store: &dyn Store) {
-    let info = store.create(NewUpload::default()).await.expect("create");
-    let failing: ByteStream<'static> =
-        stream::iter(vec![Ok(Bytes::from_static(b"kept")), Err("client went away".into())]).boxed();
-    assert!(matches!(store.write(&info.id, 0, failing).await, Err(StoreError::Body(_))), "a failing body is reported as such");
-    assert_eq!(store.info(&info.id).await.expect("info").offset, 4, "bytes before a failure are kept for resuming");
-    store.abort(&info.id).await.expect("abort");
-    let failing: ByteStream<'static> = stream::iter(vec![Ok(Bytes::from_static(b"x")), Err("boom".into())]).boxed();
-    assert!(store.put(NewUpload::default(), failing).await.is_err(), "put fails with its body");
-}
-
-async fn abort_leaves_nothing(store: &dyn Store) {
-    let info = store.create(NewUpload::default()).await.expect("create");
-    store.write(&info.id, 0, chunks(&[b"partial"])).await.expect("write");
-    store.abort(&info.id).await.expect("abort");
-    assert!(matches!(store.info(&info.id).await, Err(StoreError::NotFound(_))), "an aborted upload is gone");
-    assert!(matches!(store.head(&info.id).await, Err(StoreError::NotFound(_))), "an aborted upload never becomes an object");
-    assert!(matches!(store.abort(&info.id).await, Err(StoreError::NotFound(_))), "aborting twice reports NotFound");
-}
-
-async fn unfinished_is_invisible(store: &dyn Store) {
-    let info = store.create(NewUpload::default()).await.expect("create");
-    store.write(&info.id, 0, chunks(&[b"not yet"])).await.expect("write");
-    assert!(matches!(store.head(&info.id).await, Err(StoreError::NotFound(_))), "an unfinished upload has no object");
-    assert!(matches!(store.read(&info.id, None).await, Err(StoreError::NotFound(_))), "an unfinished upload cannot be read");
-    store.abort(&info.id).await.expect("abort");
-}
-
-async fn concurrent_writes_are_refused(store: &dyn Store) {
-    let info = store.create(NewUpload::default()).await.expect("create");
-    // A body that sends one chunk, then stays open until `release` fires.
-    let (release, held) = tokio::sync::oneshot::channel::<()>();
-    let open_body = stream::iter([Ok(Bytes::from_static(b"first"))])
-        .chain(stream::once(held).filter_map(|_| async { None::<Result<Bytes, crate::BoxError>> }))
-        .boxed();
-    let first = store.write(&info.id, 0, open_body);
-    let second = async {
-        // Let the first write take its lock and start reading its stream.
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let r = store.write(&info.id, 0, chunks(&[b"second"])).await;
-        let _ = release.send(());
-        r
-    };
-    let (first, second) = tokio::join!(first, second);
-    assert_eq!(first.expect("the first write succeeds"), 5);
-    assert!(matches!(second, Err(StoreError::Locked(_))), "a concurrent write is refused, got {second:?}");
-    store.abort(&info.id).await.expect("abort");
-}
-
-async fn unknown_ids(store: &dyn Store) {
-    let id = UploadId::random();
-    assert!(matches!(store.info(&id).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.write(&id, 0, chunks(&[b"x"])).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.finish(&id, Digests::default(), None).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.head(&id).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.delete(&id).await, Err(StoreError::NotFound(_))));
-}
-
-async fn empty_object(store: &dyn Store) {
-    let object = store.put(NewUpload { length: Some(0), ..NewUpload::default() }, stream::empty()).await.expect("put empty");
-    assert_eq!(object.size, 0);
-    assert_eq!(read_all(store, &object.id, None).await, b"");
-}
-
-async fn one_shot_declared_length(store: &dyn Store) {
-    let long = store.put(NewUpload { length: Some(3), ..NewUpload::default() }, chunks(&[b"ab", b"cde"])).await;
-    assert!(
-        matches!(long, Err(StoreError::LengthExceeded { length: 3 })),
-        "a one-shot body past its length is refused, got {long:?}"
-    );
-    let short = store.put(NewUpload { length: Some(5), ..NewUpload::default() }, chunks(&[b"abc"])).await;
-    assert!(
-        matches!(short, Err(StoreError::Incomplete { offset: 3, length: 5 })),
-        "a one-shot body short of its length is refused, got {short:?}"
-    );
-    let exact = store.put(NewUpload { length: Some(3), ..NewUpload::default() }, chunks(&[b"a", b"bc"])).await.expect("put");
-    assert_eq!(read_all(store, &exact.id, None).await, b"abc");
-}
-
-async fn delete(store: &dyn Store) {
-    let object = store.put(NewUpload::default(), chunks(&[b"bye"])).await.expect("put");
-    store.delete(&object.id).await.expect("delete");
-    assert!(matches!(store.head(&object.id).await, Err(StoreError::NotFound(_))), "a deleted object is gone");
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn in_memory_conforms() {
-        super::run(&super::super::InMemory::new()).await;
-    }
-
-    #[cfg(feature = "local-disk")]
-    #[tokio::test]
-    async fn local_disk_conforms() {
-        let dir = tempfile::tempdir().unwrap();
-        super::run(&super::super::LocalDisk::new(dir.path())).await;
-        let partial = std::fs::read_dir(dir.path().join("partial")).unwrap().count();
-        assert_eq!(partial, 0, "no partial files are left behind");
-    }
-
-    #[cfg(feature = "local-disk")]
-    #[tokio::test]
-    async fn local_disk_conforms_with_every_fsync_policy() {
-        use super::super::{FsyncPolicy, LocalDisk};
-        for policy in [FsyncPolicy::OnFinish, FsyncPolicy::Always] {
-            let dir = tempfile::tempdir().unwrap();
-            super::run(&LocalDisk::new(dir.path()).with_fsync(policy).with_write_buffer(4096)).await;
-        }
-    }
+async fn abort_and_retries(store: &dyn Store, resumable: &dyn ResumableStore, keys: &Keys) {
+    let key = keys.key();
+    let state = resumable.begin(&key).await.expect("begin");
+    resumable.append(&key, &state, 0, chunks(&[b"bytes"])).await.expect("append");
+    resumable.abort(&key, &state).await.expect("abort");
+    assert!(gone(resumable.offset(&key, &state).await), "an aborted upload is gone");
+    assert!(gone(store.head(&key).await), "and never became an object");
+    resumable.abort(&key, &state).await.expect("aborting again is not an error");
+    let pending: Vec<_> = resumable.list_pending().map_ok(|p| p.key).try_collect().await.expect("list_pending");
+    assert!(!pending.contains(&key), "an aborted upload is not pending");
 }

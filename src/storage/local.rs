@@ -1,20 +1,19 @@
 //! Local disk: the default store.
 
 use super::{
-    ByteStream, Capabilities, Digests, DigestsAtEnd, FileMeta, KeyPrefix, LengthCheck, NewUpload, ObjectRead, Store, StoreError,
-    StoredObject, UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
+    Appended, ByteStream, GetResult, KeyPrefix, LengthCheck, ObjectKey, ObjectMeta, PendingUpload, PutOptions, ReadBack,
+    ReadStream, ResumableState, ResumableStore, Store, StoreError, resolve_range,
 };
-use crate::id::UploadId;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream::BoxStream};
 use std::{
-    collections::HashSet,
     fs::{self, File, OpenOptions},
     io::{self, Seek, SeekFrom, Write},
     ops::Range,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tokio::{io::AsyncReadExt, task::spawn_blocking};
 
@@ -30,47 +29,39 @@ pub enum FsyncPolicy {
     /// Before a finished file is renamed into place, and its directory after: a file that was
     /// reported stored survives a power loss. Costs a device flush per file.
     OnFinish,
-    /// After every write request too, so that a resumable upload's reported offset survives a
-    /// power loss.
+    /// After every append too, so that a resumable upload's reported offset survives a power
+    /// loss.
     Always,
 }
 
-/// Stores files under a root directory.
+/// Stores objects as files under a root directory.
 ///
 /// ```text
-/// root/partial/{id}        bytes of a resumable upload in progress
-/// root/partial/{id}.json   its UploadInfo (offset = the data file's length)
-/// root/objects/{id}        a file's bytes (a one-shot upload streams straight here)
-/// root/objects/{id}.json   its StoredObject: written last, by rename, so it is the commit point
+/// root/objects/{key}   a finished object: one file, nothing beside it
+/// root/uploads/{key}   a resumable upload in progress (its length is its offset)
+/// root/tmp/{random}    a one-shot put in progress
 /// ```
-/// A file exists only once its description is in place, which happens when it is complete (and
-/// verified, when a hash layer runs), so no reader ever sees a partial file. A one-shot upload
-/// ([`Store::put_object`]) whose request fails or is dropped removes its bytes. Ids are checked
-/// hex before they touch a path.
+/// An object appears only by an atomic rename, of a put's temporary file once all of it has
+/// arrived or of a resumable upload when it is completed, so no reader ever sees a partial
+/// object. A put whose request fails or is dropped removes its temporary file; one that a crash
+/// cut short leaves it for [`Store::clean_up`]. Keys are validated ([`ObjectKey`]) before they
+/// touch a path.
 #[derive(Clone, Debug)]
 pub struct LocalDisk {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Inner {
     root: PathBuf,
     fsync: FsyncPolicy,
     buffer: usize,
-    writing: Mutex<HashSet<UploadId>>,
 }
 
 impl LocalDisk {
     /// A store under `root` (created on first use) with [`FsyncPolicy::Never`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                root: root.into(),
-                fsync: FsyncPolicy::default(),
-                buffer: 128 * 1024,
-                writing: Mutex::default(),
-            }),
-        }
+        Self { inner: Arc::new(Inner { root: root.into(), fsync: FsyncPolicy::default(), buffer: 128 * 1024 }) }
     }
 
     /// Sets the fsync policy.
@@ -85,12 +76,7 @@ impl LocalDisk {
     }
 
     fn map_inner(self, f: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            root: shared.root.clone(),
-            fsync: shared.fsync,
-            buffer: shared.buffer,
-            writing: Mutex::default(),
-        });
+        let mut inner = Arc::unwrap_or_clone(self.inner);
         f(&mut inner);
         Self { inner: Arc::new(inner) }
     }
@@ -100,18 +86,16 @@ impl LocalDisk {
         &self.inner.root
     }
 
-    fn partial(&self, id: &UploadId) -> PathBuf {
-        self.inner.root.join("partial").join(id.as_str())
+    fn object(&self, key: &ObjectKey) -> PathBuf {
+        self.inner.root.join("objects").join(key.as_str())
     }
 
-    /// Where an object's bytes are: `objects/{prefix}/{id}`, or `objects/{id}`.
-    fn object(&self, prefix: Option<&KeyPrefix>, id: &UploadId) -> PathBuf {
-        self.inner.root.join("objects").join(KeyPrefix::key(prefix, id))
+    fn upload(&self, key: &ObjectKey) -> PathBuf {
+        self.inner.root.join("uploads").join(key.as_str())
     }
 
-    /// Where an object's description is, whatever its prefix: `objects/{id}.json`.
-    fn description(&self, id: &UploadId) -> PathBuf {
-        self.inner.root.join("objects").join(format!("{id}.json"))
+    fn temp(&self) -> PathBuf {
+        self.inner.root.join("tmp").join(crate::UploadId::random().as_str())
     }
 
     /// Runs filesystem work on the blocking pool: each store operation is one hop there, which
@@ -125,37 +109,49 @@ impl LocalDisk {
     }
 }
 
-fn not_found(id: &UploadId) -> impl Fn(io::Error) -> StoreError + '_ {
-    move |e| if e.kind() == io::ErrorKind::NotFound { StoreError::NotFound(id.clone()) } else { e.into() }
+fn not_found(key: &ObjectKey) -> impl Fn(io::Error) -> StoreError + '_ {
+    move |e| if e.kind() == io::ErrorKind::NotFound { StoreError::NotFound(key.to_string()) } else { e.into() }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, id: &UploadId) -> Result<T, StoreError> {
-    let bytes = fs::read(path).map_err(not_found(id))?;
-    serde_json::from_slice(&bytes).map_err(StoreError::backend)
+fn secs(time: io::Result<SystemTime>) -> u64 {
+    time.ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
 }
 
-/// Writes `value` next to `path` and renames it into place, so readers see all or nothing.
-fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T, sync: bool) -> Result<(), StoreError> {
-    let tmp = path.with_extension("json.tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(value).map_err(StoreError::backend)?)?;
-    if sync {
-        file.sync_all()?;
+fn meta_of(key: ObjectKey, metadata: &fs::Metadata) -> ObjectMeta {
+    ObjectMeta { key, size: metadata.len(), last_modified: secs(metadata.modified()) }
+}
+
+/// Creates `path`'s parent directories and opens it for writing, new.
+fn create_new(path: &Path) -> io::Result<File> {
+    let create = || OpenOptions::new().write(true).create_new(true).open(path);
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(path.parent().expect("a store path has a parent"))?;
+            create()
+        }
+        other => other,
     }
-    drop(file);
-    fs::rename(&tmp, path)?;
+}
+
+/// Renames `from` to `to`, creating `to`'s directory if needed, and (when `sync`) flushes the
+/// directory so the rename survives a power loss.
+fn rename_into_place(from: &Path, to: &Path, sync: bool) -> io::Result<()> {
+    let dir = to.parent().expect("a store path has a parent");
+    if let Err(e) = fs::rename(from, to) {
+        if e.kind() != io::ErrorKind::NotFound || !from.exists() {
+            return Err(e);
+        }
+        fs::create_dir_all(dir)?;
+        fs::rename(from, to)?;
+    }
+    if sync {
+        File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }
 
-/// The upload's info with its offset: the length of its data file.
-fn info_at(data: &Path, id: &UploadId) -> Result<UploadInfo, StoreError> {
-    let mut info: UploadInfo = read_json(&data.with_extension("json"), id)?;
-    info.offset = fs::metadata(data).map_err(not_found(id))?.len();
-    Ok(info)
-}
-
 /// Streams `len` bytes of `file` from its current position.
-fn read_file(file: File, len: u64) -> BoxStream<'static, Result<Bytes, io::Error>> {
+fn read_file(file: File, len: u64) -> ReadStream {
     let reader = tokio::fs::File::from_std(file).take(len);
     futures_util::stream::try_unfold(reader, |mut reader| async move {
         let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -165,6 +161,40 @@ fn read_file(file: File, len: u64) -> BoxStream<'static, Result<Bytes, io::Error
         }
     })
     .boxed()
+}
+
+/// Opens `path` at `range` (checked against its length) for reading.
+fn open_range(path: &Path, key: &ObjectKey, range: Option<Range<u64>>) -> Result<(File, fs::Metadata, Range<u64>), StoreError> {
+    let mut file = File::open(path).map_err(not_found(key))?;
+    let metadata = file.metadata()?;
+    let range = resolve_range(range, metadata.len())?;
+    file.seek(SeekFrom::Start(range.start))?;
+    Ok((file, metadata, range))
+}
+
+/// Every file under `dir`, as keys relative to it (files whose path is not a key are skipped),
+/// with their metadata.
+fn walk(dir: &Path, base: &Path, out: &mut Vec<(ObjectKey, fs::Metadata)>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        let metadata = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if metadata.is_dir() {
+            walk(&entry.path(), base, out)?;
+        } else if let Some(key) =
+            entry.path().strip_prefix(base).ok().and_then(|p| p.to_str()).and_then(|p| ObjectKey::new(&p.replace('\\', "/")))
+        {
+            out.push((key, metadata));
+        }
+    }
+    Ok(())
 }
 
 fn write_all(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
@@ -186,8 +216,8 @@ struct BatchedFile {
 }
 
 impl BatchedFile {
-    fn new(file: Option<File>, open: Option<Opener>, size: usize) -> Self {
-        Self { file, open, writing: None, batch: Vec::new(), len: 0, size }
+    fn new(open: Opener, size: usize) -> Self {
+        Self { file: None, open: Some(open), writing: None, batch: Vec::new(), len: 0, size }
     }
 
     async fn push(&mut self, chunk: Bytes) -> Result<(), StoreError> {
@@ -239,13 +269,13 @@ fn file_or_open(file: Option<File>, open: Option<Opener>) -> Result<File, StoreE
     }
 }
 
-/// Removes a file when dropped unless disarmed: a one-shot upload whose request is dropped (the
-/// client went away, the server stopped) leaves nothing behind.
-struct RemoveOnDrop(Vec<PathBuf>);
+/// Removes a file when dropped unless disarmed: a put whose request is dropped (the client went
+/// away, the server stopped) leaves nothing behind.
+struct RemoveOnDrop(Option<PathBuf>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        for path in self.0.drain(..) {
+        if let Some(path) = self.0.take() {
             let _ = fs::remove_file(path);
         }
     }
@@ -253,53 +283,148 @@ impl Drop for RemoveOnDrop {
 
 #[async_trait]
 impl Store for LocalDisk {
-    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        let info = UploadInfo::new(upload);
-        let (root, data, sync) = (self.inner.root.clone(), self.partial(&info.id), self.inner.fsync == FsyncPolicy::Always);
-        let created = info.clone();
-        Self::blocking(move || {
-            let open = || OpenOptions::new().write(true).create_new(true).open(&data);
-            if let Err(e) = open() {
-                if e.kind() != io::ErrorKind::NotFound {
-                    return Err(e.into());
+    async fn put(&self, key: &ObjectKey, mut data: ByteStream<'_>, options: PutOptions) -> Result<ObjectMeta, StoreError> {
+        let temp = self.temp();
+        let mut guard = RemoveOnDrop(Some(temp.clone()));
+        let target = temp.clone();
+        let mut out = BatchedFile::new(Box::new(move || Ok(create_new(&target)?)), self.inner.buffer);
+        let mut length = LengthCheck::new(options.length);
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(StoreError::Body)?;
+            length.admit(&chunk)?;
+            out.push(chunk).await?;
+        }
+        length.end()?;
+        let (sync, path, key) = (self.inner.fsync != FsyncPolicy::Never, self.object(key), key.clone());
+        let meta = out
+            .finish(move |file| {
+                if sync {
+                    file.sync_all()?;
                 }
-                fs::create_dir_all(root.join("partial"))?;
-                fs::create_dir_all(root.join("objects"))?;
-                open()?;
-            }
-            write_json_atomic(&data.with_extension("json"), &created, sync)
-        })
-        .await?;
-        Ok(info)
+                let metadata = file.metadata()?;
+                drop(file);
+                // The commit point of the bytes: the object appears whole, or not at all.
+                rename_into_place(&temp, &path, sync)?;
+                Ok(meta_of(key, &metadata))
+            })
+            .await?;
+        guard.0 = None;
+        Ok(meta)
     }
 
-    async fn write(&self, id: &UploadId, offset: u64, mut data: ByteStream<'_>) -> Result<u64, StoreError> {
-        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        let (path, owned_id) = (self.partial(id), id.clone());
-        let (info, file) = Self::blocking(move || {
-            let info = info_at(&path, &owned_id)?;
-            let file = OpenOptions::new().append(true).open(&path).map_err(not_found(&owned_id))?;
-            Ok((info, file))
+    async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<GetResult, StoreError> {
+        let (path, key) = (self.object(key), key.clone());
+        let (file, meta, range) = Self::blocking(move || {
+            let (file, metadata, range) = open_range(&path, &key, range)?;
+            Ok((file, meta_of(key, &metadata), range))
         })
         .await?;
-        if info.offset != offset {
-            return Err(StoreError::OffsetMismatch { expected: info.offset, given: offset });
-        }
-        let room = info.length.map(|l| l - info.offset);
-        let mut out = BatchedFile::new(Some(file), None, self.inner.buffer);
+        Ok(GetResult { meta, body: read_file(file, range.end - range.start), range })
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError> {
+        let (path, key) = (self.object(key), key.clone());
+        Self::blocking(move || {
+            let metadata = fs::metadata(&path).map_err(not_found(&key))?;
+            Ok(meta_of(key, &metadata))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        let path = self.object(key);
+        Self::blocking(move || match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    fn list(&self, prefix: Option<&KeyPrefix>) -> BoxStream<'_, Result<ObjectMeta, StoreError>> {
+        let base = self.inner.root.join("objects");
+        let dir = prefix.map_or_else(|| base.clone(), |p| base.join(p.as_str()));
+        futures_util::stream::once(Self::blocking(move || {
+            let mut found = Vec::new();
+            walk(&dir, &base, &mut found)?;
+            Ok(found)
+        }))
+        .flat_map(|listed| match listed {
+            Ok(found) => futures_util::stream::iter(found.into_iter().map(|(key, m)| Ok(meta_of(key, &m)))).boxed(),
+            Err(e) => futures_util::stream::iter([Err(e)]).boxed(),
+        })
+        .boxed()
+    }
+
+    fn resumable(&self) -> Option<&dyn ResumableStore> {
+        Some(self)
+    }
+
+    async fn clean_up(&self, age: u64) -> Result<usize, StoreError> {
+        let dir = self.inner.root.join("tmp");
+        Self::blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                other => other?,
+            };
+            let mut removed = 0;
+            for entry in entries {
+                let entry = entry?;
+                let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                if old.is_some_and(|elapsed| elapsed >= Duration::from_secs(age)) && fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ResumableStore for LocalDisk {
+    async fn begin(&self, key: &ObjectKey) -> Result<ResumableState, StoreError> {
+        let path = self.upload(key);
+        let sync = self.inner.fsync == FsyncPolicy::Always;
+        Self::blocking(move || {
+            let file = create_new(&path)?;
+            if sync {
+                file.sync_all()?;
+            }
+            Ok(ResumableState::default())
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        key: &ObjectKey,
+        _state: &ResumableState,
+        offset: u64,
+        mut data: ByteStream<'_>,
+    ) -> Result<Appended, StoreError> {
+        let (path, owned) = (self.upload(key), key.clone());
+        let open: Opener = Box::new(move || {
+            let file = OpenOptions::new().append(true).open(&path).map_err(not_found(&owned))?;
+            let held = file.metadata()?.len();
+            if held < offset {
+                return Err(StoreError::InvalidRange { size: held });
+            }
+            // Bytes past the offset were never recorded (a crash cut their append short).
+            if held > offset {
+                file.set_len(offset)?;
+            }
+            Ok(file)
+        });
+        let mut out = BatchedFile::new(open, self.inner.buffer);
         let (mut written, mut failure) = (0u64, None);
         while let Some(chunk) = data.next().await {
-            let step = match chunk {
-                Ok(chunk) => check_room(&chunk, written, room, info.length).map(|()| chunk),
-                Err(e) => Err(StoreError::Body(e)),
-            };
-            match step {
+            match chunk {
                 Ok(chunk) => {
                     written += chunk.len() as u64;
                     out.push(chunk).await?;
                 }
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some(StoreError::Body(e));
                     break;
                 }
             }
@@ -313,204 +438,139 @@ impl Store for LocalDisk {
             Ok(())
         })
         .await?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(info.offset + written),
-        }
+        Ok(Appended { state: ResumableState::default(), offset: offset + written, failure })
     }
 
-    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-        let (path, id) = (self.partial(id), id.clone());
-        Self::blocking(move || info_at(&path, &id)).await
+    async fn offset(&self, key: &ObjectKey, _state: &ResumableState) -> Result<u64, StoreError> {
+        let (path, key) = (self.upload(key), key.clone());
+        Self::blocking(move || Ok(fs::metadata(&path).map_err(not_found(&key))?.len())).await
     }
 
-    async fn finish(&self, id: &UploadId, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError> {
-        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        let (partial, description, id) = (self.partial(id), self.description(id), id.clone());
-        let (sync, objects, store) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"), self.clone());
+    async fn truncate(&self, key: &ObjectKey, _state: &ResumableState, offset: u64) -> Result<ResumableState, StoreError> {
+        let (path, key, sync) = (self.upload(key), key.clone(), self.inner.fsync == FsyncPolicy::Always);
         Self::blocking(move || {
-            let object = info_at(&partial, &id)?.finished(digests, meta)?;
-            let target = store.object(object.key_prefix.as_ref(), &id);
-            if sync {
-                File::open(&partial)?.sync_all()?;
+            let file = OpenOptions::new().write(true).open(&path).map_err(not_found(&key))?;
+            let held = file.metadata()?.len();
+            if offset > held {
+                return Err(StoreError::InvalidRange { size: held });
             }
-            if object.key_prefix.is_some() {
-                fs::create_dir_all(target.parent().expect("an object path has a parent"))?;
-            }
-            fs::rename(&partial, &target)?;
-            // The metadata is the commit point: until it is in place, the object does not exist.
-            write_json_atomic(&description, &object, sync)?;
-            if sync {
-                File::open(&objects)?.sync_all()?;
-            }
-            let _ = fs::remove_file(partial.with_extension("json"));
-            Ok(object)
-        })
-        .await
-    }
-
-    async fn abort(&self, id: &UploadId) -> Result<(), StoreError> {
-        let (partial, id) = (self.partial(id), id.clone());
-        Self::blocking(move || {
-            let mut found = false;
-            for path in [partial.with_extension("json"), partial] {
-                match fs::remove_file(&path) {
-                    Ok(()) => found = true,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if found { Ok(()) } else { Err(StoreError::NotFound(id)) }
-        })
-        .await
-    }
-
-    async fn read_partial(
-        &self,
-        id: &UploadId,
-        range: Range<u64>,
-    ) -> Result<BoxStream<'static, Result<Bytes, io::Error>>, StoreError> {
-        let (path, id) = (self.partial(id), id.clone());
-        let (file, range) = Self::blocking(move || {
-            let info = info_at(&path, &id)?;
-            let range = resolve_range(Some(range), info.offset)?;
-            let mut file = File::open(&path).map_err(not_found(&id))?;
-            file.seek(SeekFrom::Start(range.start))?;
-            Ok((file, range))
-        })
-        .await?;
-        Ok(read_file(file, range.end - range.start))
-    }
-
-    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError> {
-        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        let (path, id, sync) = (self.partial(id), id.clone(), self.inner.fsync == FsyncPolicy::Always);
-        Self::blocking(move || {
-            let info = info_at(&path, &id)?;
-            if offset > info.offset {
-                return Err(StoreError::InvalidRange { size: info.offset });
-            }
-            let file = OpenOptions::new().write(true).open(&path).map_err(not_found(&id))?;
             file.set_len(offset)?;
             if sync {
                 file.sync_data()?;
             }
-            Ok(())
+            Ok(ResumableState::default())
         })
         .await
     }
 
-    async fn list_unfinished(&self) -> Result<Vec<UploadInfo>, StoreError> {
-        let dir = self.inner.root.join("partial");
+    async fn complete(&self, key: &ObjectKey, _state: &ResumableState) -> Result<ObjectMeta, StoreError> {
+        let (from, to, key) = (self.upload(key), self.object(key), key.clone());
+        let sync = self.inner.fsync != FsyncPolicy::Never;
         Self::blocking(move || {
-            let entries = match fs::read_dir(&dir) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                other => other?,
-            };
+            match File::open(&from) {
+                Ok(file) => {
+                    if sync {
+                        file.sync_all()?;
+                    }
+                    rename_into_place(&from, &to, sync)?;
+                }
+                // Completed before (a retry after a crash between completing and recording).
+                Err(e) if e.kind() == io::ErrorKind::NotFound && to.exists() => {}
+                Err(e) => return Err(not_found(&key)(e)),
+            }
+            let metadata = fs::metadata(&to).map_err(not_found(&key))?;
+            Ok(meta_of(key, &metadata))
+        })
+        .await
+    }
+
+    async fn abort(&self, key: &ObjectKey, _state: &ResumableState) -> Result<(), StoreError> {
+        let path = self.upload(key);
+        Self::blocking(move || match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    fn list_pending(&self) -> BoxStream<'_, Result<PendingUpload, StoreError>> {
+        let base = self.inner.root.join("uploads");
+        futures_util::stream::once(Self::blocking(move || {
             let mut found = Vec::new();
-            for entry in entries {
-                let name = entry?.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")).and_then(UploadId::parse) else { continue };
-                match info_at(&dir.join(id.as_str()), &id) {
-                    Ok(info) => found.push(info),
-                    // Finished or aborted meanwhile.
-                    Err(StoreError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            walk(&base, &base, &mut found)?;
             Ok(found)
-        })
-        .await
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
-    }
-
-    async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError> {
-        let (path, id) = (self.description(id), id.clone());
-        Self::blocking(move || read_json(&path, &id)).await
-    }
-
-    async fn read(&self, id: &UploadId, range: Option<Range<u64>>) -> Result<ObjectRead, StoreError> {
-        let (description, id, store) = (self.description(id), id.clone(), self.clone());
-        let (object, range, file) = Self::blocking(move || {
-            let object: StoredObject = read_json(&description, &id)?;
-            let range = resolve_range(range, object.size)?;
-            let path = store.object(object.key_prefix.as_ref(), &id);
-            let mut file = File::open(&path).map_err(not_found(&id))?;
-            file.seek(SeekFrom::Start(range.start))?;
-            Ok((object, range, file))
-        })
-        .await?;
-        let body = read_file(file, range.end - range.start);
-        Ok(ObjectRead { object, range, body })
-    }
-
-    async fn put_object(
-        &self,
-        upload: NewUpload,
-        mut data: ByteStream<'_>,
-        digests: DigestsAtEnd,
-    ) -> Result<StoredObject, StoreError> {
-        // The data goes straight to objects/{id}: invisible until its metadata is renamed into
-        // place, which is the commit point, as for finish(). No resumable record is kept.
-        let id = UploadId::random();
-        let path = self.object(upload.key_prefix.as_ref(), &id);
-        let description = self.description(&id);
-        let mut guard = RemoveOnDrop(vec![description.clone(), path.clone()]);
-        let target = path.clone();
-        let open: Opener = Box::new(move || {
-            let create = || OpenOptions::new().write(true).create_new(true).open(&target);
-            match create() {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(target.parent().expect("an object path has a parent"))?;
-                    Ok(create()?)
-                }
-                other => Ok(other?),
+        }))
+        .flat_map(|listed| match listed {
+            Ok(found) => {
+                futures_util::stream::iter(found.into_iter().map(|(key, m)| {
+                    Ok(PendingUpload { key, last_modified: secs(m.modified()), state: ResumableState::default() })
+                }))
+                .boxed()
             }
-        });
-        let mut out = BatchedFile::new(None, Some(open), self.inner.buffer);
-        let mut length = LengthCheck::new(upload.length);
-        while let Some(chunk) = data.next().await {
-            let chunk = chunk.map_err(StoreError::Body)?;
-            length.admit(&chunk)?;
-            out.push(chunk).await?;
-        }
-        let size = length.end()?;
-        let object = StoredObject {
-            id,
-            size,
-            meta: upload.meta,
-            digests: digests(),
-            created_at: now_secs(),
-            key_prefix: upload.key_prefix,
-        };
-        let (sync, objects, meta) = (self.inner.fsync != FsyncPolicy::Never, self.inner.root.join("objects"), object.clone());
-        out.finish(move |file| {
-            if sync {
-                file.sync_all()?;
-            }
-            drop(file);
-            write_json_atomic(&description, &meta, sync)?;
-            if sync {
-                File::open(&objects)?.sync_all()?;
-            }
-            Ok(())
+            Err(e) => futures_util::stream::iter([Err(e)]).boxed(),
         })
-        .await?;
-        guard.0.clear();
-        Ok(object)
+        .boxed()
     }
 
-    async fn delete(&self, id: &UploadId) -> Result<(), StoreError> {
-        let (description, id, store) = (self.description(id), id.clone(), self.clone());
-        Self::blocking(move || {
-            let object: StoredObject = read_json(&description, &id)?;
-            fs::remove_file(&description).map_err(not_found(&id))?;
-            let _ = fs::remove_file(store.object(object.key_prefix.as_ref(), &id));
-            Ok(())
-        })
-        .await
+    fn read_back(&self) -> Option<&dyn ReadBack> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ReadBack for LocalDisk {
+    async fn read(&self, key: &ObjectKey, _state: &ResumableState, range: Range<u64>) -> Result<ReadStream, StoreError> {
+        let (path, key) = (self.upload(key), key.clone());
+        let (file, _, range) = Self::blocking(move || open_range(&path, &key, Some(range))).await?;
+        Ok(read_file(file, range.end - range.start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::conformance::run(&LocalDisk::new(dir.path().join("store"))).await;
+    }
+
+    #[tokio::test]
+    async fn conforms_with_fsync_and_small_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDisk::new(dir.path()).with_fsync(FsyncPolicy::Always).with_write_buffer(4096);
+        super::super::conformance::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_finished_object_is_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDisk::new(dir.path());
+        let key = ObjectKey::new("tenants/acme/0123456789abcdef0123456789abcdef").unwrap();
+        let data = futures_util::stream::iter([Ok(Bytes::from_static(b"hello"))]).boxed();
+        store.put(&key, data, PutOptions::default()).await.unwrap();
+        let resumable = ObjectKey::new("0123456789abcdef0123456789abcde0").unwrap();
+        let state = store.begin(&resumable).await.unwrap();
+        let data = futures_util::stream::iter([Ok(Bytes::from_static(b"world"))]).boxed();
+        store.append(&resumable, &state, 0, data).await.unwrap();
+        store.complete(&resumable, &state).await.unwrap();
+        let mut files = Vec::new();
+        walk(dir.path(), dir.path(), &mut files).unwrap();
+        let mut names: Vec<_> = files.into_iter().map(|(k, _)| k.to_string()).collect();
+        names.sort();
+        assert_eq!(names, [format!("objects/{resumable}"), format!("objects/{key}")]);
+        assert_eq!(fs::read(dir.path().join("objects").join(key.as_str())).unwrap(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn interrupted_puts_leave_temporary_files_for_clean_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDisk::new(dir.path());
+        fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        fs::write(dir.path().join("tmp").join("leftover"), b"cut short").unwrap();
+        assert_eq!(store.clean_up(3600).await.unwrap(), 0, "too young");
+        assert_eq!(store.clean_up(0).await.unwrap(), 1);
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
     }
 }

@@ -1,30 +1,28 @@
 //! An in-memory store for tests and examples.
 
 use super::{
-    ByteStream, Capabilities, Digests, DigestsAtEnd, FileMeta, LengthCheck, NewUpload, ObjectRead, Store, StoreError,
-    StoredObject, UploadInfo, WriteGuard, check_room, now_secs, resolve_range,
+    Appended, ByteStream, GetResult, KeyPrefix, LengthCheck, ObjectKey, ObjectMeta, PendingUpload, PutOptions, ReadBack,
+    ReadStream, ResumableState, ResumableStore, Store, StoreError, now_secs, resolve_range,
 };
-use crate::id::UploadId;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream::BoxStream};
 use std::{
-    collections::{HashMap, HashSet},
+    collections::BTreeMap,
     ops::Range,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
-/// Keeps uploads and objects in memory. Cloning shares the contents.
+/// Keeps objects and resumable uploads in memory. Cloning shares the contents.
 #[derive(Clone, Debug, Default)]
 pub struct InMemory {
-    inner: Arc<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    uploads: Mutex<HashMap<UploadId, (UploadInfo, BytesMut)>>,
-    objects: Mutex<HashMap<UploadId, (StoredObject, Bytes)>>,
-    writing: Mutex<HashSet<UploadId>>,
+    objects: BTreeMap<ObjectKey, (Bytes, u64)>,
+    uploads: BTreeMap<ObjectKey, (BytesMut, u64)>,
 }
 
 impl InMemory {
@@ -33,141 +31,189 @@ impl InMemory {
         Self::default()
     }
 
-    /// How many unfinished uploads are held (for tests that check nothing is left behind).
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("store lock poisoned")
+    }
+
+    /// How many unfinished resumable uploads are held (for tests that check nothing is left
+    /// behind).
     pub fn pending_uploads(&self) -> usize {
-        self.inner.uploads.lock().expect("lock poisoned").len()
+        self.lock().uploads.len()
     }
 
-    /// How many finished objects are held.
+    /// How many objects are held.
     pub fn objects(&self) -> usize {
-        self.inner.objects.lock().expect("lock poisoned").len()
+        self.lock().objects.len()
     }
 
-    fn upload<T>(&self, id: &UploadId, f: impl FnOnce(&mut (UploadInfo, BytesMut)) -> T) -> Result<T, StoreError> {
-        let mut uploads = self.inner.uploads.lock().expect("lock poisoned");
-        uploads.get_mut(id).map(f).ok_or_else(|| StoreError::NotFound(id.clone()))
+    /// The keys of the objects held, in order.
+    pub fn keys(&self) -> Vec<ObjectKey> {
+        self.lock().objects.keys().cloned().collect()
     }
+
+    fn meta(key: &ObjectKey, bytes: &[u8], modified: u64) -> ObjectMeta {
+        ObjectMeta { key: key.clone(), size: bytes.len() as u64, last_modified: modified }
+    }
+}
+
+fn one(bytes: Bytes) -> ReadStream {
+    futures_util::stream::iter((!bytes.is_empty()).then_some(Ok(bytes))).boxed()
+}
+
+fn missing(key: &ObjectKey) -> StoreError {
+    StoreError::NotFound(key.to_string())
 }
 
 #[async_trait]
 impl Store for InMemory {
-    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
-        let info = UploadInfo::new(upload);
-        self.inner.uploads.lock().expect("lock poisoned").insert(info.id.clone(), (info.clone(), BytesMut::new()));
-        Ok(info)
-    }
-
-    async fn write(&self, id: &UploadId, offset: u64, mut data: ByteStream<'_>) -> Result<u64, StoreError> {
-        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        let (start, length) = self.upload(id, |(info, _)| (info.offset, info.length))?;
-        if start != offset {
-            return Err(StoreError::OffsetMismatch { expected: start, given: offset });
-        }
-        let room = length.map(|l| l - start);
-        let mut written = 0u64;
-        while let Some(chunk) = data.next().await {
-            let chunk = chunk.map_err(StoreError::Body)?;
-            check_room(&chunk, written, room, length)?;
-            written += chunk.len() as u64;
-            self.upload(id, |(info, buf)| {
-                buf.extend_from_slice(&chunk);
-                info.offset += chunk.len() as u64;
-            })?;
-        }
-        Ok(start + written)
-    }
-
-    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-        self.upload(id, |(info, _)| info.clone())
-    }
-
-    async fn finish(&self, id: &UploadId, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError> {
-        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        let mut uploads = self.inner.uploads.lock().expect("lock poisoned");
-        let (info, _) = uploads.get(id).ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        let object = info.clone().finished(digests, meta)?;
-        let (_, data) = uploads.remove(id).expect("checked above");
-        self.inner.objects.lock().expect("lock poisoned").insert(id.clone(), (object.clone(), data.freeze()));
-        Ok(object)
-    }
-
-    async fn abort(&self, id: &UploadId) -> Result<(), StoreError> {
-        self.inner.uploads.lock().expect("lock poisoned").remove(id).map(drop).ok_or_else(|| StoreError::NotFound(id.clone()))
-    }
-
-    async fn read_partial(
-        &self,
-        id: &UploadId,
-        range: Range<u64>,
-    ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, StoreError> {
-        let bytes = self.upload(id, |(info, buf)| {
-            resolve_range(Some(range), info.offset).map(|r| Bytes::copy_from_slice(&buf[r.start as usize..r.end as usize]))
-        })??;
-        Ok(futures_util::stream::iter([Ok(bytes)]).boxed())
-    }
-
-    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError> {
-        let _guard = WriteGuard::acquire(&self.inner.writing, id)?;
-        self.upload(id, |(info, buf)| {
-            if offset > info.offset {
-                return Err(StoreError::InvalidRange { size: info.offset });
-            }
-            buf.truncate(offset as usize);
-            info.offset = offset;
-            Ok(())
-        })?
-    }
-
-    async fn list_unfinished(&self) -> Result<Vec<UploadInfo>, StoreError> {
-        Ok(self.inner.uploads.lock().expect("lock poisoned").values().map(|(info, _)| info.clone()).collect())
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
-    }
-
-    async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError> {
-        let objects = self.inner.objects.lock().expect("lock poisoned");
-        objects.get(id).map(|(o, _)| o.clone()).ok_or_else(|| StoreError::NotFound(id.clone()))
-    }
-
-    async fn read(&self, id: &UploadId, range: Option<Range<u64>>) -> Result<ObjectRead, StoreError> {
-        let (object, data) = {
-            let objects = self.inner.objects.lock().expect("lock poisoned");
-            objects.get(id).cloned().ok_or_else(|| StoreError::NotFound(id.clone()))?
-        };
-        let range = resolve_range(range, object.size)?;
-        let bytes = data.slice(range.start as usize..range.end as usize);
-        Ok(ObjectRead { object, range, body: futures_util::stream::iter([Ok(bytes)]).boxed() })
-    }
-
-    async fn put_object(
-        &self,
-        upload: NewUpload,
-        mut data: ByteStream<'_>,
-        digests: DigestsAtEnd,
-    ) -> Result<StoredObject, StoreError> {
-        // Nothing is shared until the body is whole: a failed or dropped upload leaves nothing.
-        let (mut buf, mut length) = (BytesMut::new(), LengthCheck::new(upload.length));
+    async fn put(&self, key: &ObjectKey, mut data: ByteStream<'_>, options: PutOptions) -> Result<ObjectMeta, StoreError> {
+        let mut buf = BytesMut::new();
+        let mut length = LengthCheck::new(options.length);
         while let Some(chunk) = data.next().await {
             let chunk = chunk.map_err(StoreError::Body)?;
             length.admit(&chunk)?;
             buf.extend_from_slice(&chunk);
         }
         length.end()?;
-        let object = StoredObject {
-            id: UploadId::random(),
-            size: buf.len() as u64,
-            meta: upload.meta,
-            digests: digests(),
-            created_at: now_secs(),
-            key_prefix: upload.key_prefix,
-        };
-        self.inner.objects.lock().expect("lock poisoned").insert(object.id.clone(), (object.clone(), buf.freeze()));
-        Ok(object)
+        let (bytes, now) = (buf.freeze(), now_secs());
+        let meta = Self::meta(key, &bytes, now);
+        self.lock().objects.insert(key.clone(), (bytes, now));
+        Ok(meta)
     }
 
-    async fn delete(&self, id: &UploadId) -> Result<(), StoreError> {
-        self.inner.objects.lock().expect("lock poisoned").remove(id).map(drop).ok_or_else(|| StoreError::NotFound(id.clone()))
+    async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<GetResult, StoreError> {
+        let (bytes, modified) = self.lock().objects.get(key).cloned().ok_or_else(|| missing(key))?;
+        let range = resolve_range(range, bytes.len() as u64)?;
+        let body = one(bytes.slice(range.start as usize..range.end as usize));
+        Ok(GetResult { meta: Self::meta(key, &bytes, modified), range, body })
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError> {
+        let inner = self.lock();
+        let (bytes, modified) = inner.objects.get(key).ok_or_else(|| missing(key))?;
+        Ok(Self::meta(key, bytes, *modified))
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.lock().objects.remove(key);
+        Ok(())
+    }
+
+    fn list(&self, prefix: Option<&KeyPrefix>) -> BoxStream<'_, Result<ObjectMeta, StoreError>> {
+        let under = prefix.map(|p| format!("{}/", p.as_str()));
+        let found: Vec<_> = self
+            .lock()
+            .objects
+            .iter()
+            .filter(|(key, _)| under.as_deref().is_none_or(|p| key.as_str().starts_with(p)))
+            .map(|(key, (bytes, modified))| Ok(Self::meta(key, bytes, *modified)))
+            .collect();
+        futures_util::stream::iter(found).boxed()
+    }
+
+    fn resumable(&self) -> Option<&dyn ResumableStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ResumableStore for InMemory {
+    async fn begin(&self, key: &ObjectKey) -> Result<ResumableState, StoreError> {
+        self.lock().uploads.insert(key.clone(), (BytesMut::new(), now_secs()));
+        Ok(ResumableState::default())
+    }
+
+    async fn append(
+        &self,
+        key: &ObjectKey,
+        _state: &ResumableState,
+        offset: u64,
+        mut data: ByteStream<'_>,
+    ) -> Result<Appended, StoreError> {
+        {
+            let mut inner = self.lock();
+            let (buf, _) = inner.uploads.get_mut(key).ok_or_else(|| missing(key))?;
+            if (buf.len() as u64) < offset {
+                return Err(StoreError::InvalidRange { size: buf.len() as u64 });
+            }
+            buf.truncate(offset as usize);
+        }
+        let mut end = offset;
+        while let Some(chunk) = data.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    return Ok(Appended { state: ResumableState::default(), offset: end, failure: Some(StoreError::Body(e)) });
+                }
+            };
+            let mut inner = self.lock();
+            let (buf, modified) = inner.uploads.get_mut(key).ok_or_else(|| missing(key))?;
+            buf.extend_from_slice(&chunk);
+            *modified = now_secs();
+            end = buf.len() as u64;
+        }
+        Ok(Appended { state: ResumableState::default(), offset: end, failure: None })
+    }
+
+    async fn offset(&self, key: &ObjectKey, _state: &ResumableState) -> Result<u64, StoreError> {
+        self.lock().uploads.get(key).map(|(buf, _)| buf.len() as u64).ok_or_else(|| missing(key))
+    }
+
+    async fn truncate(&self, key: &ObjectKey, _state: &ResumableState, offset: u64) -> Result<ResumableState, StoreError> {
+        let mut inner = self.lock();
+        let (buf, _) = inner.uploads.get_mut(key).ok_or_else(|| missing(key))?;
+        if offset > buf.len() as u64 {
+            return Err(StoreError::InvalidRange { size: buf.len() as u64 });
+        }
+        buf.truncate(offset as usize);
+        Ok(ResumableState::default())
+    }
+
+    async fn complete(&self, key: &ObjectKey, _state: &ResumableState) -> Result<ObjectMeta, StoreError> {
+        let mut inner = self.lock();
+        if let Some((buf, _)) = inner.uploads.remove(key) {
+            inner.objects.insert(key.clone(), (buf.freeze(), now_secs()));
+        }
+        let (bytes, modified) = inner.objects.get(key).ok_or_else(|| missing(key))?;
+        Ok(Self::meta(key, bytes, *modified))
+    }
+
+    async fn abort(&self, key: &ObjectKey, _state: &ResumableState) -> Result<(), StoreError> {
+        self.lock().uploads.remove(key);
+        Ok(())
+    }
+
+    fn list_pending(&self) -> BoxStream<'_, Result<PendingUpload, StoreError>> {
+        let found: Vec<_> = self
+            .lock()
+            .uploads
+            .iter()
+            .map(|(key, (_, modified))| {
+                Ok(PendingUpload { key: key.clone(), last_modified: *modified, state: ResumableState::default() })
+            })
+            .collect();
+        futures_util::stream::iter(found).boxed()
+    }
+
+    fn read_back(&self) -> Option<&dyn ReadBack> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ReadBack for InMemory {
+    async fn read(&self, key: &ObjectKey, _state: &ResumableState, range: Range<u64>) -> Result<ReadStream, StoreError> {
+        let inner = self.lock();
+        let (buf, _) = inner.uploads.get(key).ok_or_else(|| missing(key))?;
+        let range = resolve_range(Some(range), buf.len() as u64)?;
+        Ok(one(Bytes::copy_from_slice(&buf[range.start as usize..range.end as usize])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn conforms() {
+        super::super::conformance::run(&super::InMemory::new()).await;
     }
 }

@@ -1,30 +1,39 @@
-//! Pluggable storage: a small required trait that every backend implements.
+//! Pluggable storage: key-addressed bytes, with a small required core and capabilities as traits
+//! of their own (the shape of [object_store](https://docs.rs/object_store)).
 //!
-//! The trait is shaped for resumable protocols (tus, chunked uploads) as well as one-shot ones:
-//! an upload is *created*, receives bytes *written at an offset* (possibly over many requests
-//! and processes), and is then *finished* — only then does it become an object that can be read.
-//! An upload that fails is *aborted* and leaves nothing behind.
+//! A [`Store`] keeps objects under keys the server chooses ([`ObjectKey`], never a client's
+//! name): one-shot [`put`](Store::put) (visible only once complete; nothing is left when it fails
+//! or is dropped), [`get`](Store::get) with a range, [`head`](Store::head),
+//! [`delete`](Store::delete) and [`list`](Store::list). What only some backends can do is reached
+//! through the store, so protocols advertise only what works:
+//!
+//! | capability | reached by | used for |
+//! |---|---|---|
+//! | [`ResumableStore`] | [`Store::resumable`] | tus and the IETF draft: an upload that grows over many requests, in any process |
+//! | [`ReadBack`] | [`ResumableStore::read_back`] | reading an unfinished upload's bytes: a checksum trailer, catching a hash up after a crash |
+//!
+//! A store keeps bytes and nothing else. It does not lock and does not police offsets: the
+//! resumable engine does that once, under the upload's lock. What a file is (its name, type,
+//! owner, digests) lives in the [catalog](crate::state::FileRecord) of the state store, whose row
+//! is a file's commit point; storage that no row or record names is an orphan that the
+//! [sweeper](crate::state::sweep::Sweeper) removes.
 //!
 //! | backend | feature | notes |
 //! |---|---|---|
-//! | [`LocalDisk`] | `local-disk` (default) | temp file, atomic rename on finish, fsync policy |
+//! | [`LocalDisk`] | `local-disk` (default) | files under a root; puts and completions by atomic rename; fsync policy |
 //! | [`InMemory`] | always | for tests and docs |
 //!
 //! Every backend must pass the [`conformance`] suite.
 //!
-//! Convenience operations built from the required ones live in [`StoreExt`], implemented for
-//! every store, so implementors cannot get them subtly wrong.
-//!
 //! # Examples
 //! ```
-//! use intake::storage::{InMemory, NewUpload, Store, StoreExt};
+//! use intake::storage::{InMemory, ObjectKey, PutOptions, Store};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let store = InMemory::new();
-//! let object = store
-//!     .put(NewUpload::default(), futures_util::stream::iter([Ok(bytes::Bytes::from("hello"))]))
-//!     .await
-//!     .unwrap();
-//! assert_eq!(object.size, 5);
+//! let key = ObjectKey::new("tenants/acme/hello.txt").unwrap();
+//! let data = futures_util::stream::iter([Ok(bytes::Bytes::from("hello"))]);
+//! let meta = store.put(&key, Box::pin(data), PutOptions::default()).await.unwrap();
+//! assert_eq!(meta.size, 5);
 //! # }
 //! ```
 
@@ -43,7 +52,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, stream::BoxStream};
+use futures_util::stream::BoxStream;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::{
@@ -56,7 +65,10 @@ use std::{
 /// Bytes on their way into a store.
 pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, BoxError>>;
 
-/// What the client said about a file, kept with it.
+/// Bytes on their way out of a store.
+pub type ReadStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// What the client said about a file, kept with it in the catalog.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
     /// The sanitised client file name (metadata only, never a path).
@@ -68,15 +80,11 @@ pub struct FileMeta {
     pub extra: BTreeMap<String, String>,
 }
 
-/// A request to start an upload.
-#[derive(Clone, Debug, Default)]
-pub struct NewUpload {
-    /// The final length, when known in advance; writes past it fail.
-    pub length: Option<u64>,
-    /// Metadata kept with the upload and the object.
-    pub meta: FileMeta,
-    /// Where the object is kept: under this prefix (`{prefix}/{id}`), e.g. a tenant's.
-    pub key_prefix: Option<KeyPrefix>,
+fn valid_segment(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A prefix of storage keys, such as a tenant's: one to eight `/`-separated segments of 1 to 64
@@ -91,27 +99,13 @@ impl KeyPrefix {
     pub fn new(prefix: &str) -> Option<Self> {
         let trimmed = prefix.trim_matches('/');
         let segments: Vec<_> = trimmed.split('/').collect();
-        let ok = (1..=8).contains(&segments.len())
-            && segments.iter().all(|s| {
-                (1..=64).contains(&s.len())
-                    && *s != "."
-                    && *s != ".."
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            });
+        let ok = (1..=8).contains(&segments.len()) && segments.iter().all(|s| s.len() <= 64 && valid_segment(s));
         ok.then(|| Self(trimmed.to_owned()))
     }
 
     /// The prefix, without leading or trailing `/`.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-
-    /// The key of an object under this prefix (`None`: the id alone).
-    pub fn key(prefix: Option<&KeyPrefix>, id: &UploadId) -> String {
-        match prefix {
-            Some(p) => format!("{}/{id}", p.0),
-            None => id.to_string(),
-        }
     }
 }
 
@@ -125,6 +119,84 @@ impl TryFrom<String> for KeyPrefix {
 impl From<KeyPrefix> for String {
     fn from(p: KeyPrefix) -> String {
         p.0
+    }
+}
+
+/// The key of an object: one to sixteen `/`-separated segments of 1 to 128 characters from
+/// `[A-Za-z0-9._-]`, none of them `.` or `..`, at most 1024 bytes. The server chooses every key
+/// (`{tenant prefix}/{id}`), so a valid key is always a safe relative path and a safe object
+/// name, on disk and in S3.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// Validates a key.
+    pub fn new(key: &str) -> Option<Self> {
+        let ok = key.len() <= 1024 && {
+            let segments: Vec<_> = key.split('/').collect();
+            segments.len() <= 16 && segments.iter().all(|s| valid_segment(s))
+        };
+        ok.then(|| Self(key.to_owned()))
+    }
+
+    /// The key of a file: `{prefix}/{id}`, or the id alone.
+    pub fn of(prefix: Option<&KeyPrefix>, id: &UploadId) -> Self {
+        Self::named(prefix, id.as_str())
+    }
+
+    /// The key of chunk `n` of a chunked upload: `{prefix}/{id}.{n}`.
+    pub fn of_chunk(prefix: Option<&KeyPrefix>, id: &UploadId, n: u64) -> Self {
+        Self::named(prefix, &format!("{id}.{n}"))
+    }
+
+    fn named(prefix: Option<&KeyPrefix>, name: &str) -> Self {
+        match prefix {
+            Some(p) => Self(format!("{}/{name}", p.0)),
+            None => Self(name.to_owned()),
+        }
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last segment.
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    /// What the server made this key for, read from its last segment: a file or upload id, or
+    /// a chunk of a chunked upload. `None` for keys the server does not make.
+    pub fn owner_id(&self) -> Option<(UploadId, Option<u64>)> {
+        let name = self.name();
+        match name.split_once('.') {
+            None => Some((UploadId::parse(name)?, None)),
+            Some((id, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                Some((UploadId::parse(id)?, Some(n.parse().ok()?)))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ObjectKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::new(&s).ok_or_else(|| format!("not an object key: {s:?}"))
+    }
+}
+
+impl From<ObjectKey> for String {
+    fn from(k: ObjectKey) -> String {
+        k.0
     }
 }
 
@@ -144,92 +216,48 @@ impl Digests {
     }
 }
 
-/// The state of an upload that is not finished yet.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadInfo {
-    /// The upload's id, which the object keeps.
-    pub id: UploadId,
-    /// How many bytes have been durably received.
-    pub offset: u64,
-    /// The final length, when known.
-    pub length: Option<u64>,
-    /// Metadata.
-    pub meta: FileMeta,
-    /// Seconds since the Unix epoch when the upload was created.
-    pub created_at: u64,
-    /// The prefix its object will be kept under.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_prefix: Option<KeyPrefix>,
-}
-
-impl UploadInfo {
-    /// A new upload with a fresh random id, at offset 0.
-    pub fn new(upload: NewUpload) -> Self {
-        Self {
-            id: UploadId::random(),
-            offset: 0,
-            length: upload.length,
-            meta: upload.meta,
-            created_at: now_secs(),
-            key_prefix: upload.key_prefix,
-        }
-    }
-
-    /// The object this upload becomes, once all of its declared length is in; `meta` replaces
-    /// the metadata given at creation ([`Store::finish`]).
-    pub fn finished(self, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError> {
-        if let Some(length) = self.length.filter(|&l| l != self.offset) {
-            return Err(StoreError::Incomplete { offset: self.offset, length });
-        }
-        Ok(StoredObject {
-            id: self.id,
-            size: self.offset,
-            meta: meta.unwrap_or(self.meta),
-            digests,
-            created_at: self.created_at,
-            key_prefix: self.key_prefix,
-        })
-    }
-}
-
-/// A finished, readable object.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredObject {
-    /// The id (also the storage key).
-    pub id: UploadId,
+/// What a store knows of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Its key.
+    pub key: ObjectKey,
     /// Its length in bytes.
     pub size: u64,
-    /// Metadata.
-    pub meta: FileMeta,
-    /// Digests computed while the bytes streamed in.
-    pub digests: Digests,
-    /// Seconds since the Unix epoch when the upload was created.
-    pub created_at: u64,
-    /// The prefix it is kept under: its storage key is `{prefix}/{id}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_prefix: Option<KeyPrefix>,
+    /// When it was last written, in seconds since the Unix epoch.
+    pub last_modified: u64,
 }
 
-impl StoredObject {
-    /// Its storage key: `{prefix}/{id}`, or the id alone.
-    pub fn key(&self) -> String {
-        KeyPrefix::key(self.key_prefix.as_ref(), &self.id)
+/// How to store an object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// The length the data must have: a chunk past it fails the put with
+    /// [`StoreError::LengthExceeded`], an end before it with [`StoreError::Incomplete`].
+    pub length: Option<u64>,
+    /// The media type, for backends that keep one with the object (S3).
+    pub content_type: Option<String>,
+}
+
+impl PutOptions {
+    /// Options with a declared length.
+    pub fn with_length(length: Option<u64>) -> Self {
+        Self { length, ..Self::default() }
     }
 }
 
-/// A byte range of an object being read.
-pub struct ObjectRead {
+/// Bytes of an object being read.
+pub struct GetResult {
     /// The object.
-    pub object: StoredObject,
+    pub meta: ObjectMeta,
     /// The bytes the stream yields (the whole object when no range was asked for).
     pub range: Range<u64>,
     /// The bytes.
-    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    pub body: ReadStream,
 }
 
-impl fmt::Debug for ObjectRead {
+impl fmt::Debug for GetResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObjectRead").field("object", &self.object).field("range", &self.range).finish()
+        f.debug_struct("GetResult").field("meta", &self.meta).field("range", &self.range).finish()
     }
 }
 
@@ -238,39 +266,31 @@ impl fmt::Debug for ObjectRead {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// No such upload or object.
-    NotFound(UploadId),
-    /// A write did not start at the upload's current offset.
-    OffsetMismatch {
-        /// The upload's offset.
-        expected: u64,
-        /// The offset the write asked for.
-        given: u64,
-    },
-    /// A write would pass the declared length.
+    /// No such object or upload.
+    NotFound(String),
+    /// Data would pass the declared length.
     LengthExceeded {
         /// The declared length.
         length: u64,
     },
-    /// `finish` was called before all declared bytes arrived.
+    /// Data ended before the declared length.
     Incomplete {
         /// Bytes received.
         offset: u64,
         /// Bytes declared.
         length: u64,
     },
-    /// Another write to the same upload is in progress.
-    Locked(UploadId),
     /// A range outside the object.
     InvalidRange {
         /// The object's size.
         size: u64,
     },
-    /// The store does not offer this optional operation.
+    /// The store does not offer this operation.
     NotSupported(&'static str),
-    /// The body being written failed (client error, rejection by a layer); bytes before the
-    /// failure are kept and [`Store::info`] reports the offset reached.
+    /// The body being stored failed (client error, rejection by a layer).
     Body(BoxError),
+    /// The backend is unreachable or refused for now; the request can be retried.
+    Unavailable(BoxError),
     /// The backend failed.
     Backend(BoxError),
 }
@@ -284,13 +304,7 @@ impl StoreError {
     /// The problem a client should see. Backend failures are logged, not shown.
     pub fn to_problem(&self) -> Problem {
         match self {
-            StoreError::NotFound(id) => {
-                Problem::new(StatusCode::NOT_FOUND, "upload_not_found", format!("no upload or file with id {id}"))
-            }
-            StoreError::OffsetMismatch { expected, given } => {
-                Problem::new(StatusCode::CONFLICT, "offset_mismatch", format!("the upload is at offset {expected}, not {given}"))
-                    .with("offset", *expected)
-            }
+            StoreError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "upload_not_found", "no upload or file with this id"),
             StoreError::LengthExceeded { length } => Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "length_exceeded",
@@ -298,9 +312,6 @@ impl StoreError {
             ),
             StoreError::Incomplete { offset, length } => {
                 Problem::new(StatusCode::CONFLICT, "upload_incomplete", format!("{offset} of {length} bytes received"))
-            }
-            StoreError::Locked(id) => {
-                Problem::new(StatusCode::LOCKED, "upload_locked", format!("upload {id} is being written by another request"))
             }
             StoreError::InvalidRange { size } => Problem::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
@@ -312,6 +323,15 @@ impl StoreError {
                 Problem::new(StatusCode::NOT_IMPLEMENTED, "not_supported", format!("the storage backend does not support {what}"))
             }
             StoreError::Body(err) => Problem::from_body_error(err.as_ref()),
+            StoreError::Unavailable(err) => {
+                tracing::error!(error = %err, "storage backend unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the storage backend is unavailable; retry later",
+                )
+                .with_header(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"))
+            }
             StoreError::Backend(err) => {
                 tracing::error!(error = %err, "storage backend failed");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the storage backend failed")
@@ -323,7 +343,9 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StoreError::NotFound(key) => write!(f, "no object or upload {key}"),
             StoreError::Body(e) => write!(f, "body failed: {e}"),
+            StoreError::Unavailable(e) => write!(f, "storage backend unavailable: {e}"),
             StoreError::Backend(e) => write!(f, "storage backend failed: {e}"),
             other => f.write_str(other.to_problem().detail()),
         }
@@ -333,7 +355,7 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StoreError::Body(e) | StoreError::Backend(e) => Some(e.as_ref()),
+            StoreError::Body(e) | StoreError::Backend(e) | StoreError::Unavailable(e) => Some(e.as_ref()),
             _ => None,
         }
     }
@@ -348,151 +370,142 @@ impl From<std::io::Error> for StoreError {
 /// The required storage operations. See the [module docs](self).
 ///
 /// Contract (checked by [`conformance::run`]):
-/// - ids are chosen by the store (`create`), random and unguessable;
-/// - `write` appends at exactly the current offset, never past the declared length, keeps the
-///   bytes received before a failing body and reports the failure as [`StoreError::Body`];
-///   concurrent writes to one upload fail with [`StoreError::Locked`];
-/// - an upload is invisible to `head`/`read` until `finish` succeeds, and `finish` is atomic;
-/// - `abort` removes every trace of an unfinished upload.
+/// - `put` stores all of `data` under `key`, replacing an object there, and the object is
+///   visible only once the put has succeeded; a put that fails (its data failed, passed or fell
+///   short of the declared length) or is dropped leaves nothing behind, and an object it would
+///   have replaced stays as it was;
+/// - `get` reads all of an object or a range inside it; `head` describes it;
+/// - `delete` removes an object; deleting one that is not there is not an error;
+/// - `list` yields every object under a prefix (all of them without one), each once.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
-    /// Starts an upload.
-    async fn create(&self, upload: NewUpload) -> Result<UploadInfo, StoreError>;
+    /// Stores `data` as the object `key`, atomically.
+    async fn put(&self, key: &ObjectKey, data: ByteStream<'_>, options: PutOptions) -> Result<ObjectMeta, StoreError>;
 
-    /// Appends `data` at `offset`, which must be the upload's current offset. Returns the new
-    /// offset.
-    async fn write(&self, id: &UploadId, offset: u64, data: ByteStream<'_>) -> Result<u64, StoreError>;
+    /// An object's bytes, all or `range` (which must lie inside the object).
+    async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<GetResult, StoreError>;
 
-    /// The state of an unfinished upload.
-    async fn info(&self, id: &UploadId) -> Result<UploadInfo, StoreError>;
+    /// An object's size and age.
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError>;
 
-    /// Makes the upload a readable object, atomically. With a declared length, all of it must
-    /// have arrived. `meta` replaces the metadata given at creation (a resumable upload learns its
-    /// content type from its first bytes, after creation); `None` keeps it.
-    async fn finish(&self, id: &UploadId, digests: Digests, meta: Option<FileMeta>) -> Result<StoredObject, StoreError>;
+    /// Deletes an object.
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 
-    /// Discards an unfinished upload and its bytes.
-    async fn abort(&self, id: &UploadId) -> Result<(), StoreError>;
+    /// Every object whose key starts with `prefix` (then `/`), or every object.
+    fn list(&self, prefix: Option<&KeyPrefix>) -> BoxStream<'_, Result<ObjectMeta, StoreError>>;
 
-    /// A finished object's description.
-    async fn head(&self, id: &UploadId) -> Result<StoredObject, StoreError>;
-
-    /// A finished object's bytes, all or `range` (which must lie inside the object).
-    async fn read(&self, id: &UploadId, range: Option<Range<u64>>) -> Result<ObjectRead, StoreError>;
-
-    /// Deletes a finished object.
-    async fn delete(&self, id: &UploadId) -> Result<(), StoreError>;
-
-    /// Optional: the bytes an unfinished upload has received so far (all, or `range`, which must
-    /// lie within them). Resumable protocols use it to continue a hash after a crash. The default
-    /// answers [`StoreError::NotSupported`].
-    async fn read_partial(
-        &self,
-        id: &UploadId,
-        range: Range<u64>,
-    ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, StoreError> {
-        let _ = (id, range);
-        Err(StoreError::NotSupported("reading unfinished uploads"))
+    /// Uploads that grow over many requests, if this store can keep them.
+    fn resumable(&self) -> Option<&dyn ResumableStore> {
+        None
     }
 
-    /// Optional: cuts an unfinished upload back to `offset` bytes (no more than it has), to undo
-    /// a write that failed verification (tus `checksum`). The default answers
-    /// [`StoreError::NotSupported`].
-    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError> {
-        let _ = (id, offset);
-        Err(StoreError::NotSupported("truncating uploads"))
-    }
-
-    /// Optional: every unfinished upload, so that a sweeper can find those whose state was lost
-    /// (a crash between creating an upload and recording it). The default answers
-    /// [`StoreError::NotSupported`].
-    async fn list_unfinished(&self) -> Result<Vec<UploadInfo>, StoreError> {
-        Err(StoreError::NotSupported("listing unfinished uploads"))
-    }
-
-    /// Which optional operations this store offers, so protocols advertise only what works.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    /// Stores a whole object from one stream, for one-shot uploads that never resume. `digests`
-    /// is called once `data` has ended. On failure, or if the future is dropped, nothing is left
-    /// behind.
-    ///
-    /// The default creates an upload, writes and finishes it (aborting on failure); backends
-    /// override it when they can do less work for a body that arrives whole (`LocalDisk` skips
-    /// the resumable-upload record and writes small files in one step).
-    async fn put_object(
-        &self,
-        upload: NewUpload,
-        data: ByteStream<'_>,
-        digests: DigestsAtEnd,
-    ) -> Result<StoredObject, StoreError> {
-        let info = self.create(upload).await?;
-        let written = self.write(&info.id, 0, data).await;
-        let finished = match written {
-            Ok(_) => self.finish(&info.id, digests(), None).await,
-            Err(e) => Err(e),
-        };
-        if finished.is_err() {
-            if let Err(e) = self.abort(&info.id).await {
-                tracing::warn!(id = %info.id, error = %e, "could not abort a failed upload");
-            }
-        }
-        finished
+    /// Removes what interrupted writes of the store itself left behind (a one-shot put's
+    /// temporary file after a crash) once older than `age` seconds; returns how many.
+    async fn clean_up(&self, age: u64) -> Result<usize, StoreError> {
+        let _ = age;
+        Ok(0)
     }
 }
 
-/// The optional operations of a [`Store`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Capabilities {
-    /// [`Store::read_partial`] works.
-    pub read_partial: bool,
-    /// [`Store::truncate`] works.
-    pub truncate: bool,
-    /// [`Store::list_unfinished`] works.
-    pub list_unfinished: bool,
+/// The state a backend keeps for an unfinished resumable upload (an S3 multipart upload's id and
+/// parts, say): opaque to everything but the store, kept in the upload's record so that any
+/// process can continue the upload. `null` for stores that need none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResumableState(pub serde_json::Value);
+
+impl ResumableState {
+    /// Whether the store keeps nothing here.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_null()
+    }
 }
 
-impl Capabilities {
-    /// Every optional operation.
-    pub const ALL: Capabilities = Capabilities { read_partial: true, truncate: true, list_unfinished: true };
+/// What an append did.
+#[derive(Debug)]
+pub struct Appended {
+    /// The upload's state afterwards, to be recorded.
+    pub state: ResumableState,
+    /// The upload's length afterwards.
+    pub offset: u64,
+    /// Why the data ended early, if it did: the bytes before the failure are kept where the
+    /// store can keep them, and `offset` counts them.
+    pub failure: Option<StoreError>,
 }
 
-/// Digests computed while a body streamed, asked for once it has ended.
-pub type DigestsAtEnd = Box<dyn FnOnce() -> Digests + Send>;
+/// An unfinished resumable upload a store holds, as [`ResumableStore::list_pending`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// The key the upload will have.
+    pub key: ObjectKey,
+    /// When it was last written, in seconds since the Unix epoch.
+    pub last_modified: u64,
+    /// What the store needs to abort it.
+    pub state: ResumableState,
+}
 
-/// Operations built from [`Store`]'s required ones, for every store.
+/// Uploads that grow over many requests, in any process (tus, the IETF draft). The store does
+/// not lock or police offsets: the caller appends at the offset it checked under the upload's
+/// lock, and records the state each call returns.
+///
+/// Contract (checked by [`conformance::run`]):
+/// - `begin` starts an upload that becomes the object `key` once `complete`d; until then the
+///   object is not visible (an object already there stays as it was);
+/// - `append` adds data at `offset`: bytes the upload held past `offset` (a crash cut an append
+///   short after they were written) are dropped first; a failing `data` keeps what arrived
+///   before it where the store can, and says so in [`Appended::failure`];
+/// - `offset` reports what the upload holds, which may be more than the last recorded state
+///   says when a crash came between an append and its record;
+/// - `truncate` cuts the upload back to a shorter offset (undoing an append that failed
+///   verification);
+/// - `complete` makes the upload the object, atomically, and `abort` removes it; neither fails
+///   for an upload that is already gone (a retry after a crash);
+/// - `list_pending` yields every unfinished upload once.
 #[async_trait]
-pub trait StoreExt: Store {
-    /// Stores all of `data` as one object with the `digests` computed by the caller once the
-    /// data has ended ([`Store::put_object`]), or leaves nothing behind if anything fails.
-    async fn put_with<S>(
-        &self,
-        upload: NewUpload,
-        data: S,
-        digests: impl FnOnce() -> Digests + Send + 'static,
-    ) -> Result<StoredObject, StoreError>
-    where
-        S: Stream<Item = Result<Bytes, BoxError>> + Send,
-    {
-        self.put_object(upload, data.boxed(), Box::new(digests)).await
-    }
+pub trait ResumableStore: Send + Sync {
+    /// Starts an upload that becomes the object `key`.
+    async fn begin(&self, key: &ObjectKey) -> Result<ResumableState, StoreError>;
 
-    /// [`put_with`](StoreExt::put_with) without digests.
-    async fn put<S>(&self, upload: NewUpload, data: S) -> Result<StoredObject, StoreError>
-    where
-        S: Stream<Item = Result<Bytes, BoxError>> + Send,
-    {
-        self.put_with(upload, data, Digests::default).await
+    /// Appends `data` at `offset`.
+    async fn append(
+        &self,
+        key: &ObjectKey,
+        state: &ResumableState,
+        offset: u64,
+        data: ByteStream<'_>,
+    ) -> Result<Appended, StoreError>;
+
+    /// How many bytes the upload holds.
+    async fn offset(&self, key: &ObjectKey, state: &ResumableState) -> Result<u64, StoreError>;
+
+    /// Cuts the upload back to `offset` bytes.
+    async fn truncate(&self, key: &ObjectKey, state: &ResumableState, offset: u64) -> Result<ResumableState, StoreError>;
+
+    /// Makes the upload the object `key`.
+    async fn complete(&self, key: &ObjectKey, state: &ResumableState) -> Result<ObjectMeta, StoreError>;
+
+    /// Discards the upload.
+    async fn abort(&self, key: &ObjectKey, state: &ResumableState) -> Result<(), StoreError>;
+
+    /// Every unfinished upload, for sweeps that compare them with the upload records.
+    fn list_pending(&self) -> BoxStream<'_, Result<PendingUpload, StoreError>>;
+
+    /// Reading back an unfinished upload's bytes, if this store can.
+    fn read_back(&self) -> Option<&dyn ReadBack> {
+        None
     }
 }
 
-impl<T: Store + ?Sized> StoreExt for T {}
+/// Reading an unfinished resumable upload's bytes (a checksum trailer is checked by reading back
+/// what it covers; a whole-upload hash is caught up after a crash).
+#[async_trait]
+pub trait ReadBack: Send + Sync {
+    /// The bytes `range` of what the upload holds.
+    async fn read(&self, key: &ObjectKey, state: &ResumableState, range: Range<u64>) -> Result<ReadStream, StoreError>;
+}
 
-/// Counts a one-shot body against its declared length: no chunk may pass it, and the body must
-/// reach it exactly by its end.
+/// Counts a body against its declared length: no chunk may pass it, and the body must reach it
+/// exactly by its end.
 pub(crate) struct LengthCheck {
     length: Option<u64>,
     seen: u64,
@@ -505,9 +518,13 @@ impl LengthCheck {
 
     /// Accepts `chunk`, or refuses it for passing the declared length.
     pub(crate) fn admit(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
-        check_room(chunk, self.seen, self.length, self.length)?;
-        self.seen += chunk.len() as u64;
-        Ok(())
+        match self.length {
+            Some(length) if self.seen + chunk.len() as u64 > length => Err(StoreError::LengthExceeded { length }),
+            _ => {
+                self.seen += chunk.len() as u64;
+                Ok(())
+            }
+        }
     }
 
     /// The body's size, once it has ended at its declared length.
@@ -532,45 +549,10 @@ pub(crate) fn resolve_range(range: Option<Range<u64>>, size: u64) -> Result<Rang
     }
 }
 
-/// Holds the per-upload write lock of a single-process store until dropped.
-pub(crate) struct WriteGuard<'a> {
-    locks: &'a std::sync::Mutex<std::collections::HashSet<UploadId>>,
-    id: UploadId,
-}
-
-impl<'a> WriteGuard<'a> {
-    pub(crate) fn acquire(
-        locks: &'a std::sync::Mutex<std::collections::HashSet<UploadId>>,
-        id: &UploadId,
-    ) -> Result<Self, StoreError> {
-        let mut held = locks.lock().expect("lock poisoned");
-        if !held.insert(id.clone()) {
-            return Err(StoreError::Locked(id.clone()));
-        }
-        Ok(Self { locks, id: id.clone() })
-    }
-}
-
-impl Drop for WriteGuard<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.locks.lock() {
-            held.remove(&self.id);
-        }
-    }
-}
-
-/// Takes from `data` at most `room` more bytes (the rest of a declared length), failing with
-/// [`StoreError::LengthExceeded`] when the stream holds more; `None` means no declared length.
-pub(crate) fn check_room(chunk: &Bytes, written: u64, room: Option<u64>, length: Option<u64>) -> Result<(), StoreError> {
-    match (room, length) {
-        (Some(room), Some(length)) if written + chunk.len() as u64 > room => Err(StoreError::LengthExceeded { length }),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
-mod key_prefix_tests {
-    use super::KeyPrefix;
+mod key_tests {
+    use super::{KeyPrefix, ObjectKey};
+    use crate::UploadId;
 
     #[test]
     fn prefixes_are_safe_relative_paths() {
@@ -579,5 +561,22 @@ mod key_prefix_tests {
             assert_eq!(KeyPrefix::new(bad), None, "{bad:?}");
         }
         assert_eq!(serde_json::from_str::<KeyPrefix>("\"../etc\"").ok(), None, "deserialising validates too");
+    }
+
+    #[test]
+    fn keys_are_safe_and_say_what_they_hold() {
+        for bad in ["", "/a", "a/", "a//b", "..", "a/../b", "a b", "a\\b", "ä", &"x".repeat(129)] {
+            assert_eq!(ObjectKey::new(bad), None, "{bad:?}");
+        }
+        let id = UploadId::random();
+        let prefix = KeyPrefix::new("tenants/acme").unwrap();
+        let file = ObjectKey::of(Some(&prefix), &id);
+        assert_eq!(file.as_str(), format!("tenants/acme/{id}"));
+        assert_eq!(file.owner_id(), Some((id.clone(), None)));
+        let chunk = ObjectKey::of_chunk(None, &id, 12);
+        assert_eq!(chunk.as_str(), format!("{id}.12"));
+        assert_eq!(chunk.owner_id(), Some((id, Some(12))));
+        assert_eq!(ObjectKey::new("notes.txt").unwrap().owner_id(), None, "not a key the server makes");
+        assert_eq!(serde_json::from_str::<ObjectKey>("\"a/../b\"").ok(), None);
     }
 }

@@ -79,14 +79,16 @@
 //!    been the bytes stored. The rest of -12 (clients may meet a greater offset, incremental
 //!    delivery, editorial changes) asks nothing new of a server.
 
-use super::handler::{AppendOptions, Appended, append, check_max, current_offset, new_upload, terminate, upload_url};
+use super::handler::{check_max, terminate, upload_url};
 use super::headers::bad;
 use crate::{
     error::Problem,
+    hooks::CreateRequest,
     ingest::{UploadResponse, UploadedFile},
+    resumable::{AppendOptions, Appended},
     router::{AppState, files_url},
     state::{Concat, Protocol},
-    storage::{FileMeta, StoreError},
+    storage::FileMeta,
 };
 use axum::{
     body::Body,
@@ -240,14 +242,13 @@ fn response(status: StatusCode, v: Interop) -> Response {
     res
 }
 
-pub(crate) fn inconsistent_length(length: u64, got: u64) -> Problem {
-    bad("inconsistent_length", format!("the upload's length is {length}, but {got} bytes make it complete"))
-        .with_type(INCONSISTENT_LENGTH)
+fn inconsistent_length(length: u64, got: u64) -> Problem {
+    crate::resumable::inconsistent_length(length, got).with_type(INCONSISTENT_LENGTH)
 }
 
 fn mismatching_offset(expected: u64, provided: u64) -> Problem {
-    StoreError::OffsetMismatch { expected, given: provided }
-        .to_problem()
+    Problem::new(StatusCode::CONFLICT, "offset_mismatch", format!("the upload is at offset {expected}, not {provided}"))
+        .with("offset", expected)
         .with_type(MISMATCHING_OFFSET)
         .with("expected-offset", expected)
         .with("provided-offset", provided)
@@ -262,7 +263,7 @@ fn draft_problem(problem: Problem, provided: u64) -> Problem {
             let expected = problem.extension("offset").and_then(|v| v.as_u64()).unwrap_or(0);
             mismatching_offset(expected, provided)
         }
-        "length_mismatch" => problem.with_type(INCONSISTENT_LENGTH),
+        "length_mismatch" | "inconsistent_length" => problem.with_type(INCONSISTENT_LENGTH),
         _ => problem,
     }
 }
@@ -296,9 +297,9 @@ pub(crate) fn options(app: &AppState, headers: &HeaderMap) -> Response {
 
 /// The answer to a request that completed the upload: `200` with the file, like the raw route.
 fn completed(parts: &Parts, v: Interop, done: &Appended) -> Response {
-    let mut res = match &done.object {
-        Some(object) => UploadResponse {
-            files: vec![UploadedFile::new(object, &files_url(parts))],
+    let mut res = match &done.file {
+        Some(file) => UploadResponse {
+            files: vec![UploadedFile::new(file, &files_url(parts))],
             fields: Default::default(),
             progress_id: None,
         }
@@ -348,18 +349,22 @@ async fn create_inner(app: &AppState, parts: &Parts, body: Body, v: Interop) -> 
     }
     let meta = FileMeta { name: declared.name, content_type: declared.content_type, ..FileMeta::default() };
     let client_name = crate::declared::client_name(&parts.uri, headers);
-    let record =
-        new_upload(app, parts, "ietf-draft", length, meta, client_name, Protocol::Tus { metadata: None, concat: Concat::None })
-            .await?;
+    let record = app
+        .resumable
+        .create(
+            CreateRequest::new("ietf-draft", parts, length, meta, client_name),
+            Protocol::Tus { metadata: None, concat: Concat::None },
+        )
+        .await?;
     let location = upload_url(parts, &record.id);
     let options = AppendOptions { complete, explicit_completion: true, ..AppendOptions::default() };
-    let done = append(app, parts, body, record.clone(), 0, options).await.map_err(|p| {
+    let done = app.resumable.append(parts, body, record.clone(), 0, options).await.map_err(|p| {
         // The upload exists and keeps what arrived: the client resumes it at this URL.
         draft_problem(p, 0)
             .with_header(header::LOCATION, HeaderValue::from_str(&location).expect("an upload URL is ASCII"))
             .with_header(HeaderName::from_static(UPLOAD_COMPLETE), HeaderValue::from_static("?0"))
     })?;
-    if done.object.is_some() {
+    if done.file.is_some() {
         return Ok(completed(parts, v, &done));
     }
     let mut res = response(StatusCode::CREATED, v);
@@ -409,7 +414,8 @@ async fn head(app: &AppState, id: &str, parts: &Parts, v: Interop) -> Result<Res
     let r = &app.resumable;
     let record = r.load_tus(id, parts).await?;
     r.locker.settle(&record.id, super::handler::SETTLE).await;
-    let offset = current_offset(r, &record).await?;
+    let (offset, recovered) = r.offset(&record).await?;
+    let record = recovered.unwrap_or(record);
     let mut res = response(StatusCode::NO_CONTENT, v);
     set(&mut res, UPLOAD_OFFSET, offset.to_string());
     set(&mut res, UPLOAD_COMPLETE, boolean(record.finished));
@@ -437,8 +443,9 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body, v: Interop) 
         .ok_or_else(|| bad("missing_upload_complete", "an append carries Upload-Complete"))?;
     let declare_length = sf_integer(headers, UPLOAD_LENGTH)?;
     let record = app.resumable.load_tus(id, parts).await?;
+    let (size, recovered) = app.resumable.offset(&record).await?;
+    let record = recovered.unwrap_or(record);
     if record.finished {
-        let size = current_offset(&app.resumable, &record).await?;
         let has_content = headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() != b"0");
         if has_content {
             return Err(inconsistent_length(size, size + 1));
@@ -453,12 +460,12 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body, v: Interop) 
             return Err(bad("upload_completed", "the upload is complete already; only an empty ?1 append is answered"));
         }
         // A client that lost the final response asks again: it gets the same answer.
-        let object = app.resumable.store.head(&record.id).await.map_err(|e| e.to_problem())?;
-        return Ok(completed(parts, v, &Appended { record, offset: size, object: Some(object) }));
+        let file = app.resumable.state.get_file(&record.id).await.map_err(|e| e.to_problem())?;
+        return Ok(completed(parts, v, &Appended { record, offset: size, file }));
     }
     let options = AppendOptions { checksum: None, declare_length, complete, explicit_completion: true };
-    let done = append(app, parts, body, record, given, options).await.map_err(|p| draft_problem(p, given))?;
-    if done.object.is_some() {
+    let done = app.resumable.append(parts, body, record, given, options).await.map_err(|p| draft_problem(p, given))?;
+    if done.file.is_some() {
         return Ok(completed(parts, v, &done));
     }
     let status = if v.created_on_append { StatusCode::CREATED } else { StatusCode::NO_CONTENT };

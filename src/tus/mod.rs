@@ -6,7 +6,7 @@
 //! | core | `HEAD`, `PATCH`, `OPTIONS`; `409` on an offset mismatch, `412` on another version |
 //! | `creation`, `creation-with-upload`, `creation-defer-length` | `Upload-Length` up to `Tus-Max-Size` (the router's raw body limit) |
 //! | `expiration` | `Upload-Expires` on every answer about an unfinished upload; expired uploads answer `410`, then `404` once swept |
-//! | `checksum` | `Upload-Checksum` with `sha1`, `sha256`, `md5`, `crc32`; `460` on a mismatch, with nothing appended (advertised only when the store can [truncate](crate::storage::Store::truncate)) |
+//! | `checksum` | `Upload-Checksum` with `sha1`, `sha256`, `md5`, `crc32`; `460` on a mismatch, with nothing appended (advertised when the store keeps [resumable uploads](crate::storage::ResumableStore), which can cut an append back; `checksum-trailer` when it can also [read them back](crate::storage::ReadBack)) |
 //! | `termination` | `DELETE` of an unfinished or finished upload |
 //! | `concatenation` | `partial` and `final` uploads; a final upload is assembled when created, from finished partial uploads only (`concatenation-unfinished` is not offered) |
 //!

@@ -219,17 +219,16 @@ fn assert_safe_name(name: &str) {
 }
 
 /// Nothing exists in the temporary directory but the store, and the store holds only
-/// `partial/` and `objects/` with server-named files.
+/// `objects/`, `uploads/` and `tmp/` with server-named files.
 fn assert_only_store_contents(server: &TestServer) {
     assert_eq!(list_dir(server.temp_dir()), vec!["store".to_owned()], "nothing written next to the store root");
     for path in walk(server.root()) {
         let mut parts = path.split('/');
         let top = parts.next().unwrap();
-        assert!(top == "partial" || top == "objects", "unexpected path in the store: {path}");
+        assert!(["objects", "uploads", "tmp"].contains(&top), "unexpected path in the store: {path}");
         if let Some(file) = parts.next() {
             assert!(parts.next().is_none(), "no subdirectories: {path}");
-            let stem = file.strip_suffix(".json").unwrap_or(file);
-            assert!(is_upload_id(stem), "files are named by server ids: {path}");
+            assert!(is_upload_id(file), "files are named by server ids: {path}");
         }
     }
 }

@@ -360,7 +360,7 @@ async fn hooks_see_chunked_uploads() {
         })
         .post_finish(move |done: intake::hooks::FinishedUpload| {
             let seen = seen.clone();
-            async move { seen.lock().unwrap().push((done.record.owner.clone(), done.object.id.to_string())) }
+            async move { seen.lock().unwrap().push((done.record.owner.clone(), done.file.id.to_string())) }
         });
     let server = TestServer::memory(|u| u.hooks(hooks)).await;
     let body = json!({"filename": "t.bin", "total_size": 4, "chunk_size": 4});

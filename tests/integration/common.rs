@@ -133,44 +133,47 @@ impl TestServer {
         list_dir(&self.root().join(sub))
     }
 
-    /// Uploads in progress: resumable ones under `partial/`, and one-shot ones as data files in
-    /// `objects/` whose `.json` description (the commit point) is not there yet.
+    /// Uploads in progress: resumable ones under `uploads/` and one-shot ones as temporary files
+    /// in `tmp/` (relative paths).
     pub fn partial_files(&self) -> Vec<String> {
-        let objects = self.list("objects");
-        let uncommitted = objects.iter().filter(|n| !n.contains('.') && !objects.contains(&format!("{n}.json"))).cloned();
-        self.list("partial").into_iter().chain(uncommitted).collect()
+        let mut found = files_under(&self.root().join("uploads"));
+        found.extend(files_under(&self.root().join("tmp")).into_iter().map(|name| format!("tmp/{name}")));
+        found
     }
 
-    /// The ids of stored (committed) objects: `objects/{id}` with its `.json` description.
+    /// The ids of stored objects: the names of the files under `objects/` (at any depth: tenant
+    /// prefixes are directories), sorted.
     pub fn object_ids(&self) -> Vec<String> {
-        let objects = self.list("objects");
-        objects.iter().filter(|n| !n.contains('.') && objects.contains(&format!("{n}.json"))).cloned().collect()
+        let mut ids: Vec<String> =
+            files_under(&self.root().join("objects")).iter().map(|path| path.rsplit('/').next().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
     }
 
-    /// The bytes of a stored object, straight from disk.
+    /// The bytes of a stored object, straight from disk, wherever its prefix put it.
     pub fn object_bytes(&self, id: &str) -> Vec<u8> {
-        std::fs::read(self.root().join("objects").join(id)).expect("object file")
+        let path = files_under(&self.root().join("objects"))
+            .into_iter()
+            .find(|path| path.rsplit('/').next() == Some(id))
+            .unwrap_or_else(|| panic!("no object file {id}"));
+        std::fs::read(self.root().join("objects").join(path)).expect("object file")
     }
 
-    /// Asserts that `objects/` holds exactly `<id>` + `<id>.json` for every object, and nothing
-    /// else.
+    /// Asserts that `objects/` holds one file per object, named by its server id, and nothing
+    /// else (no descriptions beside them, nothing half-written).
     pub fn assert_objects_well_formed(&self) {
-        let files = self.list("objects");
-        let ids = self.object_ids();
-        let mut expected: Vec<String> = ids.iter().flat_map(|id| [id.clone(), format!("{id}.json")]).collect();
-        expected.sort();
-        assert_eq!(files, expected, "objects/ holds <id> and <id>.json per stored file");
-        for id in ids {
+        for id in self.object_ids() {
             assert!(is_upload_id(&id), "object names are server ids: {id:?}");
         }
+        assert_eq!(self.partial_files(), Vec::<String>::new(), "no upload is left in progress");
     }
 
-    /// Waits (up to 5 s) until no upload is left in `partial/`, then asserts that, and that no
+    /// Waits (up to 5 s) until no upload is left in progress, then asserts that, and that no
     /// object was stored.
     pub async fn assert_nothing_stored(&self) {
         self.wait_for_no_partials().await;
-        assert_eq!(self.partial_files(), Vec::<String>::new(), "partial/ is empty");
-        assert_eq!(self.list("objects"), Vec::<String>::new(), "objects/ is empty");
+        assert_eq!(self.partial_files(), Vec::<String>::new(), "nothing is in progress");
+        assert_eq!(files_under(&self.root().join("objects")), Vec::<String>::new(), "objects/ is empty");
     }
 
     /// Polls until `partial/` is empty (aborts run in spawned tasks), at most 5 s.
@@ -208,6 +211,18 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
 }
 
 /// Every path under `dir`, recursively, relative to it.
+/// The files under `dir` at any depth, as sorted `/`-separated relative paths (none when `dir`
+/// does not exist).
+pub fn files_under(dir: &Path) -> Vec<String> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let mut files: Vec<String> =
+        walk(dir).into_iter().filter(|path| dir.join(path).is_file()).map(|path| path.replace('\\', "/")).collect();
+    files.sort();
+    files
+}
+
 pub fn walk(dir: &Path) -> Vec<String> {
     fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap() {

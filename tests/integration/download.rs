@@ -107,7 +107,7 @@ async fn a_traversal_id_is_404() {
 
 #[tokio::test]
 async fn an_unfinished_upload_cannot_be_downloaded() {
-    // While a slow raw upload is in progress its data has no description yet: not downloadable.
+    // While a slow raw upload is in progress its bytes are a temporary file: not downloadable.
     let server = TestServer::default_disk().await;
     let mut conn = RawConn::connect(server.addr).await;
     let head = format!(
@@ -118,7 +118,7 @@ async fn an_unfinished_upload_cannot_be_downloaded() {
     conn.send(&[b'a'; 200_000]).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let id = loop {
-        if let Some(name) = server.partial_files().into_iter().find(|n| !n.contains('.')) {
+        if let Some(name) = server.partial_files().into_iter().find_map(|n| n.strip_prefix("tmp/").map(str::to_owned)) {
             break name;
         }
         assert!(tokio::time::Instant::now() < deadline, "the upload started");
@@ -129,7 +129,8 @@ async fn an_unfinished_upload_cannot_be_downloaded() {
     conn.send(&[b'b'; 200_000]).await;
     let res = conn.response().await.expect("the upload's response");
     assert_eq!(res.status, 201);
-    assert_eq!(res.json()["files"][0]["id"], id.as_str());
-    let res = get(&server, &server.url(&format!("/files/{id}")), None).await;
-    assert_eq!(res.status(), 200);
+    let stored = res.json()["files"][0]["id"].as_str().unwrap().to_owned();
+    let res = get(&server, &server.url(&format!("/files/{stored}")), None).await;
+    assert_eq!(res.status(), 200, "once stored and catalogued it is a file");
+    assert!(server.partial_files().is_empty(), "and its temporary file became the object");
 }

@@ -61,8 +61,11 @@ def read_response(s):
 
 
 def files(store, sub):
-    path = os.path.join(store, sub)
-    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    """The files under `store/sub`, at any depth (tenant prefixes are directories)."""
+    found = []
+    for root, _, names in os.walk(os.path.join(store, sub)):
+        found += [os.path.relpath(os.path.join(root, n), store) for n in names]
+    return sorted(found)
 
 
 def check(cond, msg):
@@ -86,22 +89,22 @@ def finishes_within_grace():
     stored = json.loads(response.split(b"\r\n\r\n", 1)[1])["files"][0]
     check(stored["size"] == len(body), "all of it was stored")
     check(proc.wait(timeout=15) == 0, "the server exited cleanly after the upload")
-    check(files(store, "partial") == [], "no partial files remain")
-    check(len(files(store, "objects")) == 2, "the file and its metadata are in objects/")
+    check(files(store, "tmp") == [] and files(store, "uploads") == [], "nothing is left in progress")
+    check(len(files(store, "objects")) == 1, "the file is in objects/, one file and nothing beside it")
 
 
 def aborted_after_grace():
     store = tempfile.mkdtemp()
     proc, port = start(grace_secs=1, store=store)
-    # More than one write batch, so the upload's data file exists (objects/{id}, no .json yet).
+    # More than one write batch, so the upload's temporary file exists (tmp/{random}).
     s = begin_upload(port, 1_000_000, b"b" * 300_000)
     deadline = time.time() + 5
-    while time.time() < deadline and not files(store, "objects"):
+    while time.time() < deadline and not files(store, "tmp"):
         time.sleep(0.05)
-    check(len(files(store, "objects")) == 1, "the stalled upload is in progress (data, no description)")
+    check(len(files(store, "tmp")) == 1 and files(store, "objects") == [], "the stalled upload is in progress (a temporary file)")
     proc.send_signal(signal.SIGTERM)
     check(proc.wait(timeout=15) == 0, "the server exited after the grace period")
-    check(files(store, "partial") == [] and files(store, "objects") == [],
+    check(files(store, "tmp") == [] and files(store, "objects") == [],
           "the stalled upload was aborted and its data removed; nothing was stored")
     s.close()
 

@@ -5,7 +5,7 @@ use http::StatusCode;
 use intake::{
     Problem,
     hooks::{AccessRequest, CreateRequest, FinishedUpload, Hooks},
-    storage::{InMemory, Store},
+    storage::InMemory,
 };
 use std::time::Duration;
 
@@ -36,8 +36,8 @@ fn tenant_hooks() -> Hooks {
 
 #[tokio::test]
 async fn pre_create_rejects_and_rewrites() {
-    let store = InMemory::new();
-    let mut s = Session::new(app(uploads(&store).hooks(tenant_hooks())));
+    let (store, state) = (InMemory::new(), intake::state::MemoryState::new());
+    let mut s = Session::new(app(uploads(&store).state(state.clone()).hooks(tenant_hooks())));
     let meta = format!("filename {}", b64(b"report.txt"));
     s.run(&[
         create("tus creation without a tenant", "x", 5).status(402).code("no_tenant"),
@@ -65,10 +65,11 @@ async fn pre_create_rejects_and_rewrites() {
     ])
     .await;
     assert_eq!((store.pending_uploads(), store.objects()), (0, 1), "refused creations store nothing");
-    let object = store.head(&s.id("a")).await.unwrap();
-    assert_eq!(object.meta.name.as_deref(), Some("acme-report.txt"));
-    assert_eq!(object.meta.extra.get("tenant").map(String::as_str), Some("acme"));
-    assert_eq!(object.meta.extra.get("filename").map(String::as_str), Some("report.txt"), "the client's keys stay");
+    let file = intake::state::StateStore::get_file(&state, &s.id("a")).await.unwrap().expect("the file is catalogued");
+    assert_eq!(file.meta.name.as_deref(), Some("acme-report.txt"));
+    assert_eq!(file.meta.extra.get("tenant").map(String::as_str), Some("acme"));
+    assert_eq!(file.meta.extra.get("filename").map(String::as_str), Some("report.txt"), "the client's keys stay");
+    assert_eq!(file.owner.as_deref(), Some("acme"), "with its owner");
 }
 
 #[tokio::test]
@@ -123,10 +124,10 @@ async fn post_finish_gets_the_file_and_its_digest() {
     assert!(tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.is_err(), "not finished yet");
     s.run(&[patch("three", "a", 20, &body[20..]).status(204)]).await;
     let finished = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("the hook runs").expect("an upload");
-    assert_eq!(finished.object.id, s.id("a"));
-    assert_eq!(finished.object.size, body.len() as u64);
-    assert_eq!(finished.object.meta.name.as_deref(), Some("three.txt"));
-    assert_eq!(finished.object.digests.get("sha-256"), Some(sha256_hex(body).as_str()));
+    assert_eq!(finished.file.id, s.id("a"));
+    assert_eq!(finished.file.size, body.len() as u64);
+    assert_eq!(finished.file.meta.name.as_deref(), Some("three.txt"));
+    assert_eq!(finished.file.digests.get("sha-256"), Some(sha256_hex(body).as_str()));
     assert!(finished.record.finished);
     // A draft upload completed in one request, and a final upload assembled from partial ones.
     s.run(&[
@@ -139,7 +140,7 @@ async fn post_finish_gets_the_file_and_its_digest() {
     let mut seen = Vec::new();
     for _ in 0..4 {
         let f = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("the hook runs").expect("an upload");
-        seen.push((f.object.size, f.object.digests.get("sha-256").map(str::to_owned)));
+        seen.push((f.file.size, f.file.digests.get("sha-256").map(str::to_owned)));
     }
     seen.sort();
     assert_eq!(

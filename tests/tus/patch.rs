@@ -210,8 +210,8 @@ async fn the_first_bytes_are_sniffed() {
 /// `ETag` is the digest of exactly the bytes it holds.
 #[tokio::test]
 async fn the_whole_upload_digest_spans_every_patch() {
-    let store = InMemory::new();
-    let mut s = Session::memory(&store);
+    let (store, state) = (InMemory::new(), intake::state::MemoryState::new());
+    let mut s = Session::new(crate::app(crate::uploads(&store).state(state.clone())));
     let body = b"hello, resumable world!";
     s.run(&[
         create("an upload", "a", body.len() as u64),
@@ -228,6 +228,6 @@ async fn the_whole_upload_digest_spans_every_patch() {
             .expect_body(body.to_vec()),
     ])
     .await;
-    let object = intake::storage::Store::head(&store, &s.id("a")).await.unwrap();
-    assert_eq!(object.digests.get("sha-256"), Some(sha256_hex(body).as_str()));
+    let file = intake::state::StateStore::get_file(&state, &s.id("a")).await.unwrap().expect("catalogued");
+    assert_eq!(file.digests.get("sha-256"), Some(sha256_hex(body).as_str()));
 }

@@ -1,0 +1,94 @@
+//! The whole-upload hash, carried across requests (and processes) as saved hasher states.
+
+use super::{Resumable, resumable_of};
+use crate::{
+    hash::{HashAlgorithm, Hasher},
+    state::{HashCheckpoint, UploadRecord},
+    storage::Digests,
+};
+use futures_util::StreamExt;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+impl Resumable {
+    /// The hash state of a new upload: every configured algorithm, at offset 0; `None` when an
+    /// algorithm cannot save its state (then no whole-upload digest is kept).
+    pub(crate) fn fresh_checkpoint(&self) -> Option<HashCheckpoint> {
+        let hashers: Vec<Hasher> = self.config.algorithms.iter().map(|a| a.hasher()).collect();
+        checkpoint(&hashers, 0)
+    }
+
+    /// The hashers to continue an upload at `offset`: restored from the record's checkpoint, and
+    /// brought forward by reading back bytes the checkpoint missed (a crash between writing and
+    /// recording). `None` when that cannot be done: the upload then gets no digests.
+    pub(crate) async fn resume_hash(&self, record: &UploadRecord, offset: u64) -> Option<Vec<Hasher>> {
+        let saved = record.hash.as_ref()?;
+        let mut hashers = restore(saved)?;
+        if saved.offset > offset {
+            return None;
+        }
+        if saved.offset < offset {
+            let back = resumable_of(self.store.as_ref()).ok()?.read_back()?;
+            let mut missed = back.read(&record.key(), &record.storage, saved.offset..offset).await.ok()?;
+            while let Some(chunk) = missed.next().await {
+                let chunk = chunk.ok()?;
+                hashers.iter_mut().for_each(|h| h.update(&chunk));
+            }
+        }
+        Some(hashers)
+    }
+}
+
+/// The hashers a checkpoint saved.
+pub(crate) fn restore(saved: &HashCheckpoint) -> Option<Vec<Hasher>> {
+    let mut hashers = Vec::with_capacity(saved.states.len());
+    for (name, state) in &saved.states {
+        let algorithm = HashAlgorithm::from_name(name)?;
+        hashers.push(Hasher::restore(algorithm, &crate::id::from_hex(state)?)?);
+    }
+    Some(hashers)
+}
+
+/// Saves hashers at `offset`.
+pub(crate) fn checkpoint(hashers: &[Hasher], offset: u64) -> Option<HashCheckpoint> {
+    let mut states = std::collections::BTreeMap::new();
+    for h in hashers {
+        states.insert(h.algorithm().name().to_owned(), crate::id::to_hex(&h.save()?));
+    }
+    Some(HashCheckpoint { offset, states })
+}
+
+/// The digests of finished hashers.
+pub(crate) fn digests(hashers: Vec<Hasher>) -> Digests {
+    let mut digests = Digests::default();
+    for h in hashers {
+        let algorithm = h.algorithm();
+        digests.insert(algorithm.name(), &h.finalize());
+    }
+    digests
+}
+
+/// The hashers of an append, fed by its stream; read them back once the store is done with the
+/// stream.
+pub(crate) struct HashTap(pub(super) Arc<Mutex<TapState>>);
+
+pub(super) struct TapState {
+    pub(super) inline: Option<Vec<Hasher>>,
+    pub(super) offloaded: Option<oneshot::Receiver<Vec<Hasher>>>,
+    pub(super) fed: u64,
+}
+
+impl HashTap {
+    /// The hashers and how many bytes they were fed, once the stream has been dropped.
+    pub(crate) async fn take(self) -> Option<(Vec<Hasher>, u64)> {
+        let (inline, offloaded, fed) = {
+            let mut s = self.0.lock().expect("tap lock poisoned");
+            (s.inline.take(), s.offloaded.take(), s.fed)
+        };
+        match (inline, offloaded) {
+            (Some(h), _) => Some((h, fed)),
+            (None, Some(rx)) => rx.await.ok().map(|h| (h, fed)),
+            (None, None) => None,
+        }
+    }
+}
