@@ -69,6 +69,8 @@ pub struct UploadConfig {
     /// last one started at least this long ago (default one minute); `None` leaves sweeping to a
     /// [`Sweeper`] you run.
     pub sweep_every: Option<Duration>,
+    /// Bounds on a tus creation's `Upload-Metadata` (default 64 keys, 16 KiB).
+    pub tus_metadata: crate::tus::MetadataLimits,
 }
 
 impl Default for UploadConfig {
@@ -83,6 +85,7 @@ impl Default for UploadConfig {
             expiry: Some(Duration::from_secs(24 * 3600)),
             stale_after: Duration::from_secs(2),
             sweep_every: Some(Duration::from_secs(60)),
+            tus_metadata: crate::tus::MetadataLimits::default(),
         }
     }
 }
@@ -220,6 +223,13 @@ impl Uploads {
     /// (default one minute; `None`: never, run a [`sweeper`](Self::sweeper) yourself).
     pub fn sweep_every(mut self, every: Option<Duration>) -> Self {
         self.config.sweep_every = every;
+        self
+    }
+
+    /// Bounds on a tus creation's `Upload-Metadata` (default 64 keys, 16 KiB); beyond them the
+    /// creation is refused with `413` and nothing is created.
+    pub fn metadata_limits(mut self, limits: crate::tus::MetadataLimits) -> Self {
+        self.config.tus_metadata = limits;
         self
     }
 

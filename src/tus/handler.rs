@@ -115,7 +115,7 @@ pub(crate) async fn create(State(app): State<AppState>, req: Request) -> Respons
 async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Response, Problem> {
     let headers = &parts.headers;
     let raw_meta = h::text(headers, h::UPLOAD_METADATA)?.map(str::to_owned);
-    let pairs = raw_meta.as_deref().map(h::metadata).transpose()?.unwrap_or_default();
+    let pairs = raw_meta.as_deref().map(|m| h::metadata(m, &app.config.tus_metadata)).transpose()?.unwrap_or_default();
     let meta = h::file_meta(&pairs);
     let concat = h::text(headers, h::UPLOAD_CONCAT)?.map(h::concat).transpose()?;
     if let Some(ConcatHeader::Final(parts_ids)) = concat {
