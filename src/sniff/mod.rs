@@ -37,6 +37,7 @@
 mod body;
 mod future;
 mod layer;
+mod markup;
 mod policy;
 mod service;
 
@@ -47,3 +48,5 @@ pub use self::{
     policy::{ContentPolicy, Sniffed},
     service::Sniff,
 };
+#[allow(unused_imports)] // for the resumable protocols
+pub(crate) use markup::scan_active_content;

@@ -48,3 +48,107 @@ async fn clients_behind_a_trusted_proxy_are_told_apart_by_what_the_proxy_appende
         eprintln!("the machine was too slow to check rate limits ({:?}): {failures:?}", started.elapsed());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Active content in SVG
+
+/// An SVG whose first 100 KiB are harmless shapes, then `tail`, then the end of the document;
+/// with an XML declaration first if `prolog`.
+fn padded_svg(prolog: bool, tail: &str) -> Vec<u8> {
+    let mut svg = String::from(if prolog { "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" } else { "" });
+    svg.push_str(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" width=\"10\" height=\"10\">\n",
+    );
+    while svg.len() < 100 * 1024 {
+        svg.push_str("  <rect x=\"1\" y=\"1\" width=\"2\" height=\"2\" fill=\"#c0ffee\"/>\n");
+    }
+    svg.push_str(tail);
+    svg.push_str("\n</svg>\n");
+    svg.into_bytes()
+}
+
+/// What an SVG upload must get: (what, the SVG's tail after 100 KiB, status, code).
+const SVG_CASES: [(&str, &str, u16, Option<&str>); 7] = [
+    ("a harmless SVG", "<circle cx=\"5\" cy=\"5\" r=\"4\"/>", 201, None),
+    ("an onload handler", "<g onload=\"alert(document.domain)\"/>", 415, Some("active_content")),
+    ("a script element", "<script>alert(1)</script>", 415, Some("active_content")),
+    (
+        "a foreignObject",
+        "<foreignObject><div xmlns=\"http://www.w3.org/1999/xhtml\">hi</div></foreignObject>",
+        415,
+        Some("active_content"),
+    ),
+    (
+        "an obfuscated javascript: link",
+        "<a xlink:href=\" jav&#x09;ascript:alert(1)\"><text>x</text></a>",
+        415,
+        Some("active_content"),
+    ),
+    ("a use of another document", "<use href=\"https://evil.example/sprite.svg#x\"/>", 415, Some("active_content")),
+    (
+        "an animation to a javascript: URL",
+        "<a><set attributeName=\"href\" to=\"javascript:alert(1)\"/></a>",
+        415,
+        Some("active_content"),
+    ),
+];
+
+#[tokio::test]
+async fn active_content_deep_in_a_raw_svg_is_refused_and_nothing_is_stored() {
+    let mut failures = Vec::new();
+    for ((what, tail, status, code), prolog) in SVG_CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+        let what = format!("{what}{}", if prolog { " after an XML declaration" } else { "" });
+        let what = what.as_str();
+        let server = TestServer::default_disk().await;
+        let req = server.client.post(server.url("/raw?name=logo.svg")).body(padded_svg(prolog, tail));
+        let res = bounded(what, req.send()).await.unwrap();
+        let got = res.status().as_u16();
+        let body: serde_json::Value = bounded("body", res.json()).await.unwrap_or_default();
+        if got != status || code.is_some_and(|c| body["code"] != c) {
+            failures.push(format!("{what}: expected {status} {code:?}, got {got} {body}"));
+        }
+        if status == 201 {
+            if body["files"][0]["content_type"] != "image/svg+xml" || server.object_ids().len() != 1 {
+                failures.push(format!("{what}: not stored as one image/svg+xml: {body}"));
+            }
+        } else {
+            server.wait_for_no_partials().await;
+            if !server.list("objects").is_empty() || !server.partial_files().is_empty() {
+                failures.push(format!("{what}: stored {:?}", server.list("objects")));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn active_content_deep_in_a_form_svg_is_refused_and_nothing_is_stored() {
+    let mut failures = Vec::new();
+    for ((what, tail, status, code), prolog) in SVG_CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+        let what = format!("{what}{}", if prolog { " after an XML declaration" } else { "" });
+        let what = what.as_str();
+        let server = TestServer::default_disk().await;
+        // A harmless file first: the whole form is refused, so it is not kept either.
+        let form = Multipart::new()
+            .file("notes", "notes.txt", "text/plain", b"harmless")
+            .file("logo", "logo.svg", "image/svg+xml", &padded_svg(prolog, tail))
+            .finish();
+        let res = server.post_form(what, form).await;
+        let got = res.status().as_u16();
+        let body: serde_json::Value = bounded("body", res.json()).await.unwrap_or_default();
+        if got != status || code.is_some_and(|c| body["code"] != c) {
+            failures.push(format!("{what}: expected {status} {code:?}, got {got} {body}"));
+        }
+        if status == 201 {
+            if server.object_ids().len() != 2 {
+                failures.push(format!("{what}: both files are stored"));
+            }
+        } else {
+            server.wait_for_no_partials().await;
+            if !server.list("objects").is_empty() || !server.partial_files().is_empty() {
+                failures.push(format!("{what}: stored {:?}", server.list("objects")));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
