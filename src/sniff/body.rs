@@ -159,16 +159,19 @@ where
             State::Failed => None,
             State::Peeking { .. } => unreachable!("decided above"),
         };
-        if let (Some(scan), Some(Ok(frame))) = (&mut this.scan, &polled) {
-            if let Some(data) = frame.data_ref() {
-                if let Err(problem) = scan.feed(data) {
-                    tracing::info!(code = problem.code(), detail = problem.detail(), "upload refused by content policy");
-                    this.state = State::Failed;
-                    this.scan = None;
-                    return Poll::Ready(Some(Err(Box::new(BodyRejection(problem)))));
-                }
+        if let Some(scan) = &mut this.scan {
+            let verdict = match &polled {
+                Some(Ok(frame)) => frame.data_ref().map_or(Ok(()), |data| scan.feed(data)),
+                Some(Err(_)) => Ok(()),
+                None => scan.finish(),
+            };
+            if let Err(problem) = verdict {
+                tracing::info!(code = problem.code(), detail = problem.detail(), "upload refused by content policy");
+                this.state = State::Failed;
+                this.scan = None;
+                return Poll::Ready(Some(Err(Box::new(BodyRejection(problem)))));
             }
-            if scan.is_done() {
+            if scan.is_done() || polled.is_none() {
                 this.scan = None;
             }
         }
@@ -176,6 +179,10 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
+        // A scan may still fail the body once its input has ended.
+        if self.scan.is_some() {
+            return false;
+        }
         match &self.state {
             State::Replaying { held, ended } => held.is_empty() && *ended,
             State::Failed => true,

@@ -25,6 +25,10 @@
 //! on cannot vouch for what follows. A token left unfinished at the end of the input is not a
 //! finding: browsers never build an element from an unterminated tag, and a resumable upload's
 //! request may end anywhere.
+//!
+//! A carried tag is not tokenized again with every chunk: quick-xml's own end finder for its
+//! kind ([`ElementParser`], [`PiParser`]) is fed only the new bytes and says when it can be
+//! whole, so a tag that spans many chunks is read twice, not once per chunk.
 
 use super::ContentPolicy;
 use crate::error::{BoxError, Problem};
@@ -37,6 +41,7 @@ use quick_xml::{
     errors::{Error as XmlError, SyntaxError},
     escape::{resolve_predefined_entity, unescape_with},
     events::{BytesStart, Event},
+    parser::{ElementParser, Parser as _, PiParser},
 };
 
 /// Elements that run script or embed another document. Names are compared without their
@@ -71,8 +76,9 @@ enum Mode {
 enum Pending {
     /// Between tokens (or in text, which needs no context).
     Nothing,
-    /// A token cut by the chunk boundary, from its `<`: tokenized again once it can be whole.
-    Token(Vec<u8>),
+    /// A token cut by the chunk boundary, from its `<`: tokenized again, once, when quick-xml's
+    /// own end finder for its kind has seen its end.
+    Token { bytes: Vec<u8>, end: EndFinder },
     /// Inside a comment or CDATA section: everything up to this terminator is skipped. Holds the
     /// last bytes seen, in case the terminator straddles the boundary.
     Skip { terminator: &'static [u8], tail: Vec<u8> },
@@ -87,7 +93,47 @@ pub(crate) struct MarkupScan {
     limit: u64,
     /// Bytes fed so far.
     seen: u64,
+    /// Bytes given to the tokenizer so far (more than `seen` when tokens are carried).
+    tokenized: u64,
     pending: Pending,
+}
+
+/// Finds where a carried token ends, fed only the bytes that arrive after it was carried, so a
+/// long tag costs one pass however many chunks it spans.
+#[derive(Debug)]
+enum EndFinder {
+    /// A start or empty tag: `>` outside quoted attribute values.
+    Element(ElementParser),
+    /// A processing instruction or XML declaration: `?>`.
+    Pi(PiParser),
+    /// Anything else (an end tag, the start of `<!` markup): any `>`.
+    AnyGt,
+}
+
+impl EndFinder {
+    /// The finder for `token` (which starts with `<`), fed what it holds already, from the
+    /// byte after `<` as quick-xml feeds its own.
+    fn new(token: &[u8]) -> Self {
+        let mut finder = match token.get(1) {
+            Some(b'?') => EndFinder::Pi(PiParser::default()),
+            // quick-xml's DOCTYPE parser is not public; comments and CDATA are skipped once
+            // recognised. Any `>` may end these: sometimes too early, never too late.
+            Some(b'!') => EndFinder::AnyGt,
+            // Start, empty and end tags alike.
+            _ => EndFinder::Element(ElementParser::default()),
+        };
+        finder.ends_in(token.get(1..).unwrap_or_default());
+        finder
+    }
+
+    /// Whether the token ends within `bytes`, the next ones after those seen before.
+    fn ends_in(&mut self, bytes: &[u8]) -> bool {
+        match self {
+            EndFinder::Element(p) => p.feed(bytes).is_some(),
+            EndFinder::Pi(p) => p.feed(bytes).is_some(),
+            EndFinder::AnyGt => bytes.contains(&b'>'),
+        }
+    }
 }
 
 /// What the tokenizer needs once a buffer is used up.
@@ -118,6 +164,7 @@ impl MarkupScan {
             content_type: content_type.to_owned(),
             limit: policy.markup_limit(),
             seen: 0,
+            tokenized: 0,
             pending: Pending::Nothing,
         })
     }
@@ -150,12 +197,11 @@ impl MarkupScan {
         }
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
             Pending::Nothing => self.scan(chunk, start),
-            Pending::Token(mut token) => {
+            Pending::Token { bytes: mut token, mut end } => {
                 let token_start = start - token.len() as u64;
                 token.extend_from_slice(chunk);
-                // A tag, processing instruction or DOCTYPE cannot end before a `>`.
-                if !chunk.contains(&b'>') {
-                    self.pending = Pending::Token(token);
+                if !end.ends_in(chunk) {
+                    self.pending = Pending::Token { bytes: token, end };
                     return Ok(());
                 }
                 self.scan(&token, token_start)
@@ -179,12 +225,26 @@ impl MarkupScan {
         }
     }
 
+    /// The input ended. A token still carried is tokenized as it is — a safety net should an end
+    /// finder ever wait for more than quick-xml's reader would; whatever stays unfinished is no
+    /// finding.
+    pub(crate) fn finish(&mut self) -> Result<(), Problem> {
+        if let Pending::Token { bytes, .. } = std::mem::replace(&mut self.pending, Pending::Nothing) {
+            let at = self.seen - bytes.len() as u64;
+            self.tokenize(&bytes, at)?;
+        }
+        Ok(())
+    }
+
     /// Tokenizes `buf`, which starts at byte `at` of the file and between two tokens (or in
     /// text), and leaves what the next chunk must continue in `self.pending`.
     fn scan(&mut self, buf: &[u8], at: u64) -> Result<(), Problem> {
         match self.tokenize(buf, at)? {
             Stop::Done => {}
-            Stop::Carry(from) => self.pending = Pending::Token(buf[from..].to_vec()),
+            Stop::Carry(from) => {
+                let bytes = buf[from..].to_vec();
+                self.pending = Pending::Token { end: EndFinder::new(&bytes), bytes };
+            }
             Stop::Skip(terminator, from) => {
                 let rest = &buf[from.min(buf.len())..];
                 match find(rest, terminator) {
@@ -200,7 +260,8 @@ impl MarkupScan {
         Ok(())
     }
 
-    fn tokenize(&self, buf: &[u8], at: u64) -> Result<Stop, Problem> {
+    fn tokenize(&mut self, buf: &[u8], at: u64) -> Result<Stop, Problem> {
+        self.tokenized += buf.len() as u64;
         let mut reader = Reader::from_reader(buf);
         let config = reader.config_mut();
         // The scan starts readers in the middle of documents and reads HTML too: only the
@@ -273,11 +334,12 @@ impl MarkupScan {
         if unnamable(qualified.as_ref()) {
             return Err(self.invalid("a malformed element name", offset));
         }
-        let name = local(qualified.as_ref()).to_ascii_lowercase();
-        let name = String::from_utf8_lossy(&name);
-        if ACTIVE_ELEMENTS.contains(&name.as_ref()) {
-            return Err(self.active(format!("a <{name}> element"), offset));
+        let name = local(qualified.as_ref());
+        if one_of(name, &ACTIVE_ELEMENTS) {
+            return Err(self.active(format!("a <{}> element", String::from_utf8_lossy(name)), offset));
         }
+        let is_use = name.eq_ignore_ascii_case(b"use");
+        let is_animation = one_of(name, &ANIMATIONS);
         for attribute in element.html_attributes().with_checks(false) {
             let attribute = attribute.map_err(|e| self.invalid(e.to_string(), offset))?;
             let qualified = attribute.key.as_ref();
@@ -287,32 +349,35 @@ impl MarkupScan {
             if qualified.len() > 6 && qualified[..6].eq_ignore_ascii_case(b"xmlns:") {
                 continue;
             }
-            let key = String::from_utf8_lossy(local(qualified)).to_ascii_lowercase();
-            if key.starts_with("on") {
-                return Err(self.active(format!("an {key} event handler"), offset));
+            let key = local(qualified);
+            let text = || String::from_utf8_lossy(key).to_ascii_lowercase();
+            if is_event_handler(key) {
+                return Err(self.active(format!("an {} event handler", text()), offset));
             }
-            let is_url = URL_ATTRIBUTES.contains(&key.as_str());
-            let is_use_href = name == "use" && key == "href";
-            let is_animated_name = ANIMATIONS.contains(&name.as_ref()) && key == "attributename";
+            let is_url = one_of(key, &URL_ATTRIBUTES);
+            let is_use_href = is_use && key.eq_ignore_ascii_case(b"href");
+            let is_animated_name = is_animation && key.eq_ignore_ascii_case(b"attributename");
             if !(is_url || is_use_href || is_animated_name) {
                 continue;
             }
             let value =
-                decode(&attribute.value).map_err(|why| self.invalid(format!("the {key} attribute holds {why}"), offset))?;
+                decode(&attribute.value).map_err(|why| self.invalid(format!("the {} attribute holds {why}", text()), offset))?;
             if is_url {
-                let urls: Box<dyn Iterator<Item = &str>> =
-                    if key == "values" { Box::new(value.split(';')) } else { Box::new(std::iter::once(value.as_str())) };
+                let urls: Box<dyn Iterator<Item = &str>> = if key.eq_ignore_ascii_case(b"values") {
+                    Box::new(value.split(';'))
+                } else {
+                    Box::new(std::iter::once(value.as_str()))
+                };
                 for url in urls {
                     if let Some(kind) = script_url(url) {
-                        return Err(self.active(format!("a {kind} URL in {key}"), offset));
+                        return Err(self.active(format!("a {kind} URL in {}", text()), offset));
                     }
                 }
             }
             if is_use_href && !value.trim().starts_with('#') {
                 return Err(self.active("a <use> of another document", offset));
             }
-            if is_animated_name && String::from_utf8_lossy(local(value.trim().as_bytes())).to_ascii_lowercase().starts_with("on")
-            {
+            if is_animated_name && is_event_handler(local(value.trim().as_bytes())) {
                 return Err(self.active("an animation of an event handler", offset));
             }
         }
@@ -383,10 +448,20 @@ where
         let chunk = chunk.map_err(|e| crate::storage::StoreError::backend(e).to_problem())?;
         scan.feed(&chunk)?;
         if scan.is_done() {
-            break;
+            return Ok(());
         }
     }
-    Ok(())
+    scan.finish()
+}
+
+/// Whether `name` is one of `names` (lowercase), in any case.
+fn one_of(name: &[u8], names: &[&str]) -> bool {
+    names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// `on*` attributes are event handlers (in any case: HTML ignores it).
+fn is_event_handler(name: &[u8]) -> bool {
+    name.len() > 2 && name[..2].eq_ignore_ascii_case(b"on")
 }
 
 /// The local part of a qualified name (`xlink:href` → `href`).
@@ -625,10 +700,48 @@ mod tests {
         for _ in 0..16 {
             scan.feed(b"M0 0L1 1 ").unwrap();
         }
-        assert!(matches!(&scan.pending, Pending::Token(t) if t.starts_with(b"<path")));
+        assert!(matches!(&scan.pending, Pending::Token { bytes, .. } if bytes.starts_with(b"<path")));
         let err = scan.feed(b"\" onload=\"x\"/>").unwrap_err();
         assert_eq!(err.code(), "active_content");
         assert_eq!(err.extension("offset").unwrap(), SVG.len());
+    }
+
+    #[test]
+    fn a_long_tag_is_tokenized_twice_not_once_per_chunk() {
+        let mut scan = svg_scan().unwrap();
+        scan.feed(SVG.as_bytes()).unwrap();
+        scan.feed(b"<text title=\"").unwrap();
+        // A `>` in every chunk, inside the quoted value: only quick-xml's quote-aware end finder
+        // knows the tag goes on.
+        for _ in 0..1024 {
+            scan.feed(b"a > b, ".repeat(128).as_slice()).unwrap();
+        }
+        scan.feed(b"\" onclick=\"x\">").unwrap_err();
+        assert!(scan.tokenized < 2 * scan.seen + 1024, "{} bytes tokenized for {} fed", scan.tokenized, scan.seen);
+    }
+
+    #[test]
+    fn an_unfinished_token_at_the_end_is_no_finding() {
+        for tail in [
+            "<g onload=\"alert(1)\"",
+            "<g title='>' onload='x'",
+            "</g ' > <g onload='x'/>",
+            "<?php echo 1; ?",
+            "<!-- <g onload='x'/>",
+        ] {
+            let doc = format!("{SVG}<g/>{tail}");
+            for chunks in [doc.len(), 3, 1] {
+                let mut scan = svg_scan().unwrap();
+                for chunk in doc.as_bytes().chunks(chunks) {
+                    scan.feed(chunk).unwrap();
+                }
+                assert_eq!(scan.finish(), Ok(()), "{tail:?} in chunks of {chunks}");
+            }
+        }
+        // Ended between tokens, or after complete ones, the verdict stands.
+        let mut scan = svg_scan().unwrap();
+        scan.feed(format!("{SVG}<g/>").as_bytes()).unwrap();
+        assert_eq!(scan.finish(), Ok(()));
     }
 
     #[test]
