@@ -152,3 +152,19 @@ async fn active_content_deep_in_a_form_svg_is_refused_and_nothing_is_stored() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test]
+async fn markup_past_the_scan_limit_is_413_and_other_images_are_not_limited() {
+    let policy = intake::sniff::ContentPolicy::default().markup_scan_limit(64 * 1024);
+    let server = TestServer::disk(|u| u.content_policy(policy)).await;
+    let res =
+        bounded("svg", server.client.post(server.url("/raw?name=big.svg")).body(padded_svg(false, "")).send()).await.unwrap();
+    let json = assert_problem(res, 413, "markup_too_large").await;
+    assert_eq!(json["limit"], 64 * 1024);
+    server.assert_nothing_stored().await;
+    // A PNG of the same size is not markup: the limit does not apply.
+    let mut png = PNG.to_vec();
+    png.resize(100 * 1024, 0);
+    let res = bounded("png", server.client.post(server.url("/raw?name=big.png")).body(png).send()).await.unwrap();
+    assert_eq!(assert_created(res).await["files"][0]["content_type"], "image/png");
+}
