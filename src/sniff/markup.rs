@@ -389,7 +389,10 @@ impl MarkupScan {
         Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "active_content",
-            format!("the file holds active content ({found}) at byte {offset}, which a {} file may not", self.content_type),
+            format!(
+                "the file holds active content ({found}) at byte {offset}, which a file stored as {} may not",
+                self.content_type
+            ),
         )
         .with("found", found)
         .with("offset", offset)
@@ -402,7 +405,7 @@ impl MarkupScan {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_markup",
             format!(
-                "the file cannot be read as markup at byte {offset} ({why}), so it cannot be shown to be free of active content as a {} file must",
+                "the file cannot be read as markup at byte {offset} ({why}), so it cannot be shown to be free of active content as a file stored as {} must be",
                 self.content_type
             ),
         )
