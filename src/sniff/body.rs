@@ -21,8 +21,8 @@ use std::{
 /// stream with a [`BodyRejection`] (415) instead.
 ///
 /// When the decision is to store markup as a media type (an SVG, or an "image" that starts
-/// like markup), the body goes on scanning every frame it passes for active content, in
-/// constant memory, and fails with a [`BodyRejection`] (`415 active_content`,
+/// like markup), the body goes on scanning every frame it passes for active content, holding
+/// no more than the one tag a frame boundary cuts, and fails with a [`BodyRejection`] (`415 active_content`,
 /// `415 invalid_markup`, `413 markup_too_large`) at the frame where it finds some: the
 /// handler's store sees the body fail and aborts, so nothing is kept.
 pub struct SniffBody<B> {
