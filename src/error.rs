@@ -11,6 +11,9 @@
 //! | `rate_limited` | 429 | [`rate_limit`](crate::rate_limit): too many requests (with `Retry-After`) |
 //! | `client_unidentified` | 500 | [`rate_limit`](crate::rate_limit): no peer address to key on (server misconfigured) |
 //! | `content_type_mismatch`, `content_not_allowed`, `content_denied`, `executable_content`, `script_content` | 415 | [`sniff`](crate::sniff) |
+//! | `active_content`, `invalid_markup` | 415 | [`sniff`](crate::sniff): active content in markup stored as a media type (e.g. SVG `onload=`, `<script>`, `javascript:` URLs), or markup that cannot be tokenized |
+//! | `markup_too_large` | 413 | [`sniff`](crate::sniff): an SVG (or other markup stored as media) longer than `ContentPolicy::markup_scan_limit` |
+//! | `metadata_too_large`, `too_many_metadata_keys` | 413 | tus: `Upload-Metadata` over `MetadataLimits` (16 KiB, 64 keys by default) |
 //! | `digest_mismatch` | 400 | [`hash`](crate::hash): the body does not match the client's digest |
 //! | `invalid_digest` | 400 | [`hash`](crate::hash): a malformed `Content-Digest`, `Repr-Digest` or `Content-MD5` |
 //! | `invalid_progress_id` | 400 | [`progress`](crate::progress): not 8–64 of `[A-Za-z0-9_-]` |

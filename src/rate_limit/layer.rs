@@ -1,4 +1,4 @@
-use super::{KeyExtractor, PeerIp, RateLimit};
+use super::{IpRange, KeyExtractor, PeerIp, RateLimit};
 use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter, clock::DefaultClock, middleware::StateInformationMiddleware,
     state::keyed::DefaultKeyedStateStore,
@@ -95,9 +95,33 @@ impl RateLimitLayer<PeerIp> {
         Self::build(PeerIp::default(), None, None, None, Duration::from_secs(60))
     }
 
-    /// Believes `Forwarded` / `X-Forwarded-For` only from these proxies.
+    /// Believes the forwarding header (`X-Forwarded-For` by default) only from these proxies,
+    /// in addition to those trusted before. See [`PeerIp`].
     pub fn trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
-        self.key_extractor(PeerIp::with_trusted_proxies(proxies))
+        self.trusted_ranges(proxies.into_iter().map(IpRange::from))
+    }
+
+    /// Believes the forwarding header from proxies in these networks (`"10.0.0.0/8".parse()`),
+    /// in addition to those trusted before.
+    pub fn trusted_ranges(self, ranges: impl IntoIterator<Item = IpRange>) -> Self {
+        let keys = self.limiters.keys.clone().trust(ranges);
+        self.key_extractor(keys)
+    }
+
+    /// The header trusted proxies record the client in (default `X-Forwarded-For`; e.g.
+    /// `Forwarded` or `X-Real-IP`). No other header is read. See [`PeerIp::forwarded_header`].
+    pub fn forwarded_header(self, name: http::HeaderName) -> Self {
+        let keys = self.limiters.keys.clone().forwarded_header(name);
+        self.key_extractor(keys)
+    }
+
+    /// How many leading bits of an IPv6 client address make its key (default 64).
+    ///
+    /// # Panics
+    /// If `bits` is over 128.
+    pub fn ipv6_prefix(self, bits: u8) -> Self {
+        let keys = self.limiters.keys.clone().ipv6_prefix(bits);
+        self.key_extractor(keys)
     }
 }
 

@@ -6,9 +6,13 @@
 //! By default ([`PeerIp`]) the key is the peer address of the connection, read from axum's
 //! [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) request extension (serve with
 //! `into_make_service_with_connect_info::<SocketAddr>()`, or insert it yourself in a hyper
-//! service). `Forwarded` and `X-Forwarded-For` are believed **only** when the immediate peer is
-//! one of the configured trusted proxies, so a client cannot pick its own key by sending a
-//! header. Other keys (API key, tenant) plug in through [`KeyExtractor`].
+//! service). Behind a proxy, one header (`X-Forwarded-For` unless
+//! [`RateLimitLayer::forwarded_header`] names another) is believed **only** when the immediate
+//! peer is one of the configured trusted proxies, and only from the right: the first address
+//! there that is not a trusted proxy is the client, so a client cannot pick its own key by
+//! sending a header, whether the one the proxy appends to or another. IPv6 clients are keyed by
+//! their /64 network ([`RateLimitLayer::ipv6_prefix`]), since one host commonly holds all of
+//! it. Other keys (API key, tenant) plug in through [`KeyExtractor`].
 //!
 //! # Responses
 //! Every response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
@@ -49,7 +53,7 @@ mod service;
 
 pub use self::{
     body::ThrottledBody,
-    key::{KeyExtractor, PeerIp},
+    key::{InvalidIpRange, IpRange, KeyExtractor, PeerIp},
     layer::RateLimitLayer,
     service::{ClientKey, RateLimit},
 };

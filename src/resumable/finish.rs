@@ -25,7 +25,36 @@ impl Resumable {
     pub(crate) async fn finish(&self, record: &UploadRecord, digests: Digests) -> Result<(UploadRecord, FileRecord), Problem> {
         let key = record.key();
         let meta = resumable_of(self.store.as_ref())?.complete(&key, &record.storage).await.map_err(|e| e.to_problem())?;
+        // A partial upload of a concatenation is checked as part of its final upload.
+        if !matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. }) {
+            if let Err(problem) = self.scan(&key, file_meta(record).content_type.as_deref()).await {
+                self.refuse(record).await;
+                return Err(problem);
+            }
+        }
         self.commit(record, &meta, digests).await
+    }
+
+    /// Checks a complete object against the content policy's scan of active content (an SVG's
+    /// scripts and event handlers can be anywhere in it, so only the whole file tells).
+    pub(crate) async fn scan(&self, key: &ObjectKey, content_type: Option<&str>) -> Result<(), Problem> {
+        let Some(content_type) = content_type else { return Ok(()) };
+        let bytes = self.store.get(key, None).await.map_err(|e| e.to_problem())?.body;
+        crate::sniff::scan_active_content(&self.config.policy, content_type, bytes).await
+    }
+
+    /// Discards an upload whose content the policy refused once it was whole: its record (the
+    /// commit point), then its bytes, chunks and object. Nothing of it is kept.
+    pub(crate) async fn refuse(&self, record: &UploadRecord) {
+        if let Err(e) = self.state.remove(&record.id).await {
+            tracing::warn!(id = %record.id, error = %e, "could not remove a refused upload's record");
+            return;
+        }
+        let mut whole = record.clone();
+        whole.finished = true;
+        if let Err(e) = crate::state::sweep::discard(self.store.as_ref(), &whole, true).await {
+            tracing::warn!(id = %record.id, error = %e, "could not remove a refused upload's bytes");
+        }
     }
 
     /// Records a completed upload's file and tells the post-finish hook.

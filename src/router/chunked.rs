@@ -496,6 +496,11 @@ async fn join_chunks(app: &AppState, parts: &Parts) -> Result<FileRecord, Proble
     // before that leaves them to the sweeper, never an unfinished upload without its chunks.
     let (object, digests) =
         assemble(app.store.as_ref(), &keys, &record.key(), plan.total_size, &algorithms).await.map_err(|e| e.to_problem())?;
+    let content_type = record.detected_type.clone().or_else(|| record.meta.content_type.clone());
+    if let Err(problem) = resumable.scan(&object.key, content_type.as_deref()).await {
+        resumable.refuse(&record).await;
+        return Err(problem);
+    }
     let (finished, file) = resumable.commit(&record, &object, digests).await?;
     for key in &keys {
         if let Err(e) = app.store.delete(key).await {

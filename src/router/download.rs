@@ -19,18 +19,34 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use std::ops::Range;
 
 /// The single byte range a `Range` header asks for, if it asks for exactly one that can be
-/// served. Malformed and multi-range requests are answered with the whole file, as RFC 9110
-/// allows; ranges outside the file are refused with 416.
+/// served (RFC 9110 §14.1.3). Malformed and multi-range requests are answered with the whole
+/// file, as RFC 9110 allows; ranges outside the file are refused with 416.
 fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Problem> {
-    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
-    let Ok(parsed) = http_range_header::parse_range_header(value) else { return Ok(None) };
-    match parsed.validate(size) {
-        Ok(ranges) if ranges.len() == 1 => Ok(Some(*ranges[0].start()..ranges[0].end() + 1)),
-        Ok(_) => Ok(None),
-        Err(_) => Err(StoreError::InvalidRange { size }
+    use http_range_header::{EndPosition, RangeUnsatisfiableError, StartPosition};
+    let unsatisfiable = || {
+        StoreError::InvalidRange { size }
             .to_problem()
-            .with_header(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"))),
-    }
+            .with_header(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"))
+    };
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    let ranges = match http_range_header::parse_range_header(value) {
+        Ok(parsed) => parsed.ranges,
+        // `bytes=-0` is well-formed but names no byte: unsatisfiable, not malformed.
+        Err(RangeUnsatisfiableError::ZeroSuffix) => return Err(unsatisfiable()),
+        Err(_) => return Ok(None),
+    };
+    let [range] = ranges.as_slice() else { return Ok(None) };
+    let (start, end) = match (range.start, range.end) {
+        // A suffix longer than the file means the whole file. On an empty file there is no
+        // byte for a Content-Range to name, so the empty file is sent as it is.
+        (StartPosition::FromLast(_), _) if size == 0 => return Ok(None),
+        (StartPosition::FromLast(n), _) => (size - n.min(size), size),
+        (StartPosition::Index(first), _) if first >= size => return Err(unsatisfiable()),
+        (StartPosition::Index(first), EndPosition::Index(last)) if last < first => return Err(unsatisfiable()),
+        (StartPosition::Index(first), EndPosition::Index(last)) => (first, last.saturating_add(1).min(size)),
+        (StartPosition::Index(first), EndPosition::LastByte) => (first, size),
+    };
+    Ok(Some(start..end))
 }
 
 fn attachment(name: Option<&str>) -> HeaderValue {

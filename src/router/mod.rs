@@ -80,6 +80,8 @@ pub struct UploadConfig {
     /// Proxies whose `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` are believed when
     /// URLs are built from the request (default none).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Bounds on a tus creation's `Upload-Metadata` (default 64 keys, 16 KiB).
+    pub tus_metadata: crate::tus::MetadataLimits,
 }
 
 impl Default for UploadConfig {
@@ -97,6 +99,7 @@ impl Default for UploadConfig {
             max_concat_parts: 256,
             urls: UrlBase::default(),
             trusted_proxies: Vec::new(),
+            tus_metadata: crate::tus::MetadataLimits::default(),
         }
     }
 }
@@ -274,6 +277,13 @@ impl Uploads {
     /// `400 too_many_partials`.
     pub fn max_concat_parts(mut self, parts: usize) -> Self {
         self.config.max_concat_parts = parts;
+        self
+    }
+
+    /// Bounds on a tus creation's `Upload-Metadata` (default 64 keys, 16 KiB); beyond them the
+    /// creation is refused with `413` and nothing is created.
+    pub fn metadata_limits(mut self, limits: crate::tus::MetadataLimits) -> Self {
+        self.config.tus_metadata = limits;
         self
     }
 

@@ -5,7 +5,15 @@
 //! agreement between the sniffed type and the declared `Content-Type` and file extension
 //! (from `Content-Disposition` or the `name` query parameter), and refusal of executables and
 //! scripts disguised as other files. A refused upload gets `415` naming what was detected,
-//! before the inner service is called, so no storage is touched. An accepted body reaches the
+//! before the inner service is called, so no storage is touched.
+//!
+//! Markup that is to be stored as a media type — every SVG, which browsers execute, and any
+//! "image" that starts like markup — is then scanned to its end as it streams, with an XML
+//! tokenizer, for active content (scripts, event handlers, `<foreignObject>`, script URLs,
+//! entity declarations, ...): the body fails where it is found (`415 active_content`), the
+//! store aborts, and nothing is kept. Markup longer than
+//! [`ContentPolicy::markup_scan_limit`] (4 MiB by default) is refused (`413
+//! markup_too_large`) rather than stored unchecked. An accepted body reaches the
 //! inner service unchanged — the peeked frames are replayed as they came — with a [`Sniffed`]
 //! request extension carrying the type to store.
 //!
@@ -37,6 +45,7 @@
 mod body;
 mod future;
 mod layer;
+mod markup;
 mod policy;
 mod service;
 
@@ -47,3 +56,4 @@ pub use self::{
     policy::{ContentPolicy, Sniffed},
     service::Sniff,
 };
+pub(crate) use markup::scan_active_content;

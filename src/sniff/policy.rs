@@ -22,8 +22,15 @@ pub struct Sniffed {
 /// - executables (PE, ELF, Mach-O, Java class, DEX, WebAssembly, ... from `infer`'s tables)
 ///   declared as anything but themselves (`executable_content`);
 /// - scripts and markup declared as media: a shebang, `<?php`, `<script`, `<html` or `<iframe`
-///   in a file that claims to be an image, audio, video, font or PDF, including SVG with script
-///   (`script_content`).
+///   in the first bytes of a file that claims to be an image, audio, video, font or PDF
+///   (`script_content`);
+/// - active content anywhere in markup that would be stored as a media type — every SVG, and
+///   any image, audio, video or font that starts like markup: scripts, `on*` event handlers,
+///   `<foreignObject>`, embedded documents, `javascript:` and document `data:` URLs (however
+///   encoded), DTDs with entity declarations, `<use>` of other documents, animations of such
+///   values (`active_content`), markup that cannot be tokenized (`invalid_markup`), and markup
+///   longer than [`markup_scan_limit`](Self::markup_scan_limit) (`413 markup_too_large`). This
+///   scan reads the whole file as it streams (see [`SniffBody`](super::SniffBody)).
 ///
 /// Allow and deny lists take media types or `type/*` patterns.
 #[derive(Clone, Debug)]
@@ -33,11 +40,19 @@ pub struct ContentPolicy {
     require_match: bool,
     refuse_disguised_code: bool,
     peek: usize,
+    markup_limit: u64,
 }
 
 impl Default for ContentPolicy {
     fn default() -> Self {
-        Self { allow: Vec::new(), deny: Vec::new(), require_match: true, refuse_disguised_code: true, peek: 8 * 1024 }
+        Self {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            require_match: true,
+            refuse_disguised_code: true,
+            peek: 8 * 1024,
+            markup_limit: 4 << 20,
+        }
     }
 }
 
@@ -79,10 +94,28 @@ impl ContentPolicy {
         self
     }
 
-    /// Whether executables and scripts declared as something else are refused (default true).
+    /// Whether executables and scripts declared as something else, and active content in
+    /// markup stored as media, are refused (default true).
     pub fn refuse_disguised_code(mut self, yes: bool) -> Self {
         self.refuse_disguised_code = yes;
         self
+    }
+
+    pub(crate) fn refuses_disguised_code(&self) -> bool {
+        self.refuse_disguised_code
+    }
+
+    /// How much of an SVG (or other markup stored as a media type) is scanned for active
+    /// content (default 4 MiB). Longer markup is refused with `413 markup_too_large` rather
+    /// than stored unchecked; the scan holds at most one tag of it in memory at a time.
+    pub fn markup_scan_limit(mut self, bytes: u64) -> Self {
+        self.markup_limit = bytes;
+        self
+    }
+
+    /// How much of a file stored as SVG is scanned for active content.
+    pub fn markup_limit(&self) -> u64 {
+        self.markup_limit
     }
 
     /// How many leading bytes are examined (default 8 KiB).
@@ -141,6 +174,7 @@ impl ContentPolicy {
             let agrees = match kind {
                 Some(k) => {
                     claimed.iter().any(|c| c == k.mime_type())
+                        || (k.mime_type() == "text/xml" && claimed.iter().any(|c| is_xml(c)))
                         || ext.as_deref() == Some(k.extension())
                         || CONTAINERS
                             .iter()
@@ -161,9 +195,11 @@ impl ContentPolicy {
             }
         }
 
+        // `infer` reports any document with an XML declaration as text/xml: an SVG says more.
+        let xml_dialect = claimed.iter().find(|c| detected == Some("text/xml") && is_xml(c)).cloned();
         let content_type =
-            detected
-                .map(str::to_owned)
+            xml_dialect
+                .or_else(|| detected.map(str::to_owned))
                 .or_else(|| declared_ct.map(str::to_owned))
                 .or_else(|| ext.as_deref().and_then(|e| mime_guess::from_ext(e).first()).map(|m| m.essence_str().to_owned()))
                 .unwrap_or_else(|| {
@@ -207,8 +243,13 @@ fn normalise(ct: &str) -> &str {
     }
 }
 
-fn is_media(mime: &str) -> bool {
+pub(super) fn is_media(mime: &str) -> bool {
     ["image/", "audio/", "video/", "font/"].iter().any(|p| mime.starts_with(p)) || mime == "application/pdf"
+}
+
+/// XML and the formats built on it (`image/svg+xml`, `application/xhtml+xml`, ...).
+fn is_xml(mime: &str) -> bool {
+    mime.ends_with("+xml") || mime == "application/xml" || mime == "text/xml"
 }
 
 /// Binary formats with magic bytes `infer` knows: claiming one of them for content it does not
@@ -297,6 +338,20 @@ mod tests {
         assert_eq!(code(p.check(&polyglot, &file(Some("a.png"), None))), "script_content");
         assert_eq!(code(p.check(b"#!/bin/sh\necho hi", &file(Some("install.sh"), None))), "ok");
         assert_eq!(code(p.check(b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>", &file(Some("a.svg"), None))), "ok");
+    }
+
+    #[test]
+    fn svg_with_an_xml_declaration_is_svg() {
+        let p = ContentPolicy::default();
+        let svg = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>";
+        for declared in
+            [file(Some("logo.svg"), None), file(None, Some("image/svg+xml")), file(Some("logo.svg"), Some("image/svg+xml"))]
+        {
+            let s = p.check(svg, &declared).unwrap();
+            assert_eq!((s.detected, s.content_type.as_str()), (Some("text/xml"), "image/svg+xml"), "{declared:?}");
+        }
+        assert_eq!(p.check(svg, &file(Some("feed.xml"), None)).unwrap().content_type, "text/xml");
+        assert_eq!(code(p.check(svg, &file(Some("logo.png"), None))), "content_type_mismatch");
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub(crate) async fn create(State(app): State<AppState>, req: Request) -> Respons
 async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Response, Problem> {
     let headers = &parts.headers;
     let raw_meta = h::text(headers, h::UPLOAD_METADATA)?.map(str::to_owned);
-    let pairs = raw_meta.as_deref().map(h::metadata).transpose()?.unwrap_or_default();
+    let pairs = raw_meta.as_deref().map(|m| h::metadata(m, &app.config.tus_metadata)).transpose()?.unwrap_or_default();
     let meta = h::file_meta(&pairs);
     let concat = h::text(headers, h::UPLOAD_CONCAT)?.map(h::concat).transpose()?;
     if let Some(ConcatHeader::Final(parts_ids)) = concat {
@@ -231,6 +231,12 @@ async fn create_final(
     let keys: Vec<ObjectKey> = sized.into_iter().map(|(key, _)| key).collect();
     let (object, digests) =
         assemble(r.store.as_ref(), &keys, &record.key(), length, &app.config.algorithms).await.map_err(|e| e.to_problem())?;
+    if let Err(problem) = r.scan(&object.key, record.detected_type.as_deref()).await {
+        if let Err(e) = r.store.delete(&object.key).await {
+            tracing::warn!(key = %object.key, error = %e, "could not delete a refused final upload");
+        }
+        return Err(problem);
+    }
     r.state.insert(&record).await.map_err(|e| e.to_problem())?;
     r.commit(&record, &object, digests).await?;
     let mut res = empty(StatusCode::CREATED);

@@ -43,10 +43,57 @@ pub(crate) fn number(headers: &HeaderMap, name: &'static str) -> Result<Option<u
     value.parse().map(Some).map_err(|_| bad("invalid_header", format!("{name} is too large")))
 }
 
+/// Bounds on the `Upload-Metadata` of a tus creation, checked before anything is parsed or
+/// stored.
+///
+/// An upload's metadata is kept with its record, rewritten with every `PATCH`, and echoed in
+/// every `HEAD` response, so unbounded metadata costs on every request of the upload (20 000
+/// keys make a `PATCH` hundreds of times slower) and can make the `HEAD` response a header line
+/// that clients refuse to read (Python's `http.client` stops at 64 KiB, curl at 100 KiB).
+/// tusd bounds metadata only through Go's 1 MiB limit on all request headers, and tus-node-server
+/// through Node's 16 KiB; the defaults here keep Node's byte bound and the form's part count.
+///
+/// ```
+/// use intake::{Uploads, storage::InMemory, tus::MetadataLimits};
+/// let uploads = Uploads::new(InMemory::new()).metadata_limits(MetadataLimits { max_keys: 16, ..MetadataLimits::default() });
+/// # let _ = uploads;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetadataLimits {
+    /// Keys per upload (default 64); more are refused with `413 too_many_metadata_keys`.
+    pub max_keys: usize,
+    /// Bytes of the `Upload-Metadata` header value as sent, base64 included (default 16 KiB);
+    /// more are refused with `413 metadata_too_large`.
+    pub max_bytes: usize,
+}
+
+impl Default for MetadataLimits {
+    fn default() -> Self {
+        Self { max_keys: 64, max_bytes: 16 * 1024 }
+    }
+}
+
 /// `Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent). Keys
 /// are non-empty ASCII without spaces or commas and unique; values are valid standard base64.
-pub(crate) fn metadata(raw: &str) -> Result<BTreeMap<String, Vec<u8>>, Problem> {
+pub(crate) fn metadata(raw: &str, limits: &MetadataLimits) -> Result<BTreeMap<String, Vec<u8>>, Problem> {
     let invalid = |why: String| bad("invalid_metadata", format!("Upload-Metadata: {why}"));
+    if raw.len() > limits.max_bytes {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "metadata_too_large",
+            format!("Upload-Metadata is {} bytes; this server accepts at most {}", raw.len(), limits.max_bytes),
+        )
+        .with("limit", limits.max_bytes));
+    }
+    let pairs = raw.split(',').count();
+    if pairs > limits.max_keys {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_metadata_keys",
+            format!("Upload-Metadata has {pairs} keys; this server accepts at most {}", limits.max_keys),
+        )
+        .with("limit", limits.max_keys));
+    }
     let mut out = BTreeMap::new();
     if raw.trim().is_empty() {
         return Ok(out);
@@ -125,6 +172,7 @@ mod tests {
 
     #[test]
     fn metadata_is_parsed_strictly() {
+        let metadata = |raw| metadata(raw, &MetadataLimits::default());
         let m = metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential, filetype YXBwbGljYXRpb24vcGRm").unwrap();
         assert_eq!(m["filename"], b"world_domination_plan.pdf");
         assert_eq!(m["is_confidential"], b"");
@@ -135,6 +183,24 @@ mod tests {
             assert_eq!(metadata(bad).unwrap_err().code(), "invalid_metadata", "{bad:?}");
         }
         assert!(metadata("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn metadata_is_bounded() {
+        let limits = MetadataLimits { max_keys: 3, max_bytes: 20 };
+        let cases: [(&str, Result<usize, &str>); 7] = [
+            ("", Ok(0)),
+            ("a,b,c", Ok(3)),
+            ("a,b,c,d", Err("too_many_metadata_keys")),
+            ("a YWJj,b,c", Ok(3)),
+            ("a YWJjZGVmZ2hpamtsbW4=", Err("metadata_too_large")),
+            ("abcdefghijklmnopqrst", Ok(1)),
+            ("abcdefghijklmnopqrstu", Err("metadata_too_large")),
+        ];
+        for (raw, expected) in cases {
+            let got = metadata(raw, &limits).map(|m| m.len()).map_err(|p| (p.code(), p.status()));
+            assert_eq!(got, expected.map_err(|code| (code, StatusCode::PAYLOAD_TOO_LARGE)), "{raw:?}");
+        }
     }
 
     #[test]

@@ -32,3 +32,4 @@ mod handler;
 pub(crate) mod headers;
 
 pub(crate) use handler::{create, options, upload};
+pub use headers::MetadataLimits;

@@ -134,3 +134,64 @@ async fn an_unfinished_upload_cannot_be_downloaded() {
     assert_eq!(res.status(), 200, "once stored and catalogued it is a file");
     assert!(server.partial_files().is_empty(), "and its temporary file became the object");
 }
+
+/// RFC 9110 §14.1.3 for one range, as a table: what each `Range` gets from a 10-byte file and
+/// from an empty one.
+#[tokio::test]
+async fn ranges_follow_rfc_9110() {
+    struct Case {
+        range: &'static str,
+        status: u16,
+        content_range: Option<&'static str>,
+        body: &'static [u8],
+    }
+    let case = |range, status, content_range, body| Case { range, status, content_range, body };
+    let digits = [
+        // A suffix longer than the file is the whole file, as a 206.
+        case("bytes=-20", 206, Some("bytes 0-9/10"), DIGITS),
+        case("bytes=-10", 206, Some("bytes 0-9/10"), DIGITS),
+        case("bytes=-11", 206, Some("bytes 0-9/10"), DIGITS),
+        case("bytes=-1", 206, Some("bytes 9-9/10"), b"9"),
+        // A zero-length suffix is not satisfiable.
+        case("bytes=-0", 416, Some("bytes */10"), b""),
+        case("bytes=0-", 206, Some("bytes 0-9/10"), DIGITS),
+        case("bytes=9-", 206, Some("bytes 9-9/10"), b"9"),
+        case("bytes=3-3", 206, Some("bytes 3-3/10"), b"3"),
+        case("bytes=8-100", 206, Some("bytes 8-9/10"), b"89"),
+        case("bytes=10-", 416, Some("bytes */10"), b""),
+        case("bytes=10-20", 416, Some("bytes */10"), b""),
+        case("bytes=5-2", 416, Some("bytes */10"), b""),
+        // Not a byte range this server understands: the whole file.
+        case("items=0-1", 200, None, DIGITS),
+        case("bytes=a-b", 200, None, DIGITS),
+    ];
+    let empty = [
+        // Only a non-zero suffix is satisfiable on an empty file, and there is no byte to name
+        // in a Content-Range: the (empty) representation is sent whole.
+        case("bytes=-5", 200, None, b""),
+        case("bytes=0-", 416, Some("bytes */0"), b""),
+        case("bytes=0-0", 416, Some("bytes */0"), b""),
+        case("bytes=-0", 416, Some("bytes */0"), b""),
+    ];
+    let server = TestServer::default_disk().await;
+    let file = upload_digits(&server).await;
+    let digits_url = server.absolute(file["url"].as_str().unwrap());
+    let res = bounded("upload", server.client.post(server.url("/raw?name=empty.txt")).body("").send()).await.unwrap();
+    let empty_url = server.absolute(assert_created(res).await["files"][0]["url"].as_str().unwrap());
+    let mut failures = Vec::new();
+    for (url, cases) in [(&digits_url, &digits[..]), (&empty_url, &empty[..])] {
+        for c in cases {
+            let res = get(&server, url, Some(c.range)).await;
+            let got = (res.status().as_u16(), header(&res, "content-range"));
+            let body = bounded("body", res.bytes()).await.unwrap();
+            let body_ok = c.status == 416 || body == c.body;
+            if got != (c.status, c.content_range.map(str::to_owned)) || !body_ok {
+                failures.push(format!(
+                    "{} of {url}: expected {} {:?}, got {got:?} with {body:?}",
+                    c.range, c.status, c.content_range
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

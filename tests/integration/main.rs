@@ -9,6 +9,7 @@ mod chunked;
 mod download;
 mod form;
 mod hyper_stack;
+mod limits;
 mod nesting;
 mod progress;
 mod raw;

@@ -18,6 +18,7 @@ mod draft;
 mod get;
 mod head;
 mod hooks;
+mod metadata;
 mod options;
 mod patch;
 mod post;
