@@ -164,6 +164,7 @@ pub mod rate_limit;
 mod resumable;
 #[cfg(feature = "router")]
 mod router;
+pub mod serve;
 #[cfg(feature = "sniff")]
 pub mod sniff;
 pub mod state;

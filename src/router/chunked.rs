@@ -48,7 +48,6 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeSet, sync::Arc};
 use tower::ServiceBuilder;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// The largest chunk a client may choose.
 pub(super) const MAX_CHUNK_SIZE: u64 = 64 << 20;
@@ -63,7 +62,7 @@ const CONTROL_BODY_LIMIT: u64 = 64 * 1024;
 pub(super) fn routes(config: &UploadConfig, rate_limit: &RateLimitLayer) -> Router<AppState> {
     let guard = |limit: u64| {
         ServiceBuilder::new()
-            .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
+            .map_request(super::idle::idle_timeout(config.body_idle_timeout))
             .layer(rate_limit.clone())
             .layer(BodyLimitLayer::new(limit))
     };

@@ -99,14 +99,19 @@ fn header_size(field: &multer::Field<'_>) -> usize {
 /// Feeds the request body to multer and bounds what multer buffers.
 ///
 /// multer reads its input for as long as the input is ready, copying it into its own buffer, and
-/// has no limit on the size of a part's headers. So this stream hands over one chunk per poll
-/// (then yields once, waking itself, so multer parses before it reads on), and while the
-/// handler waits for the next part it hands over small pieces and counts them against
-/// `max_part_header_size`.
+/// has no limit on the size of a part's headers. So this stream hands over one chunk at a time:
+/// when the next chunk is ready at once, in the same read of multer's, it is held back and the
+/// stream yields once (waking itself), so multer parses what it has before it reads on. While
+/// the handler waits for the next part it hands over pieces of at most
+/// `max_part_header_size`, one per poll, and counts them against that limit. A body that arrives
+/// in one chunk (a small form) is handed over whole, with no yield.
 struct HeaderGuard<S> {
     inner: S,
     pending: Bytes,
+    /// Yield before handing over anything more (after a piece handed while waiting).
     yield_next: bool,
+    /// A chunk was handed over and multer has not been told to wait since: it is still reading.
+    handed: bool,
     watch: Arc<HeaderWatch>,
     limit: usize,
 }
@@ -128,7 +133,7 @@ impl HeaderWatch {
     }
 }
 
-/// Bytes handed to multer at a time while it parses headers.
+/// The least handed to multer at a time while it parses headers.
 const HEADER_PIECE: usize = 512;
 
 impl<S> Stream for HeaderGuard<S>
@@ -140,22 +145,34 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         if std::mem::take(&mut this.yield_next) {
+            this.handed = false;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
         if this.pending.is_empty() {
-            match futures_util::ready!(this.inner.poll_next_unpin(cx)) {
-                Some(Ok(chunk)) => this.pending = chunk,
-                other => return Poll::Ready(other),
+            match this.inner.poll_next_unpin(cx) {
+                Poll::Pending => {
+                    this.handed = false;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(chunk))) => this.pending = chunk,
+                Poll::Ready(other) => return Poll::Ready(other),
+            }
+            if std::mem::take(&mut this.handed) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
         }
-        this.yield_next = true;
         if !this.watch.waiting.load(Ordering::Relaxed) {
+            this.handed = true;
             return Poll::Ready(Some(Ok(std::mem::take(&mut this.pending))));
         }
-        let piece = this.pending.split_to(this.pending.len().min(HEADER_PIECE));
+        let size = this.limit.max(HEADER_PIECE);
+        let piece = this.pending.split_to(this.pending.len().min(size));
+        this.yield_next = !this.pending.is_empty();
+        this.handed = this.pending.is_empty();
         let fed = this.watch.fed.fetch_add(piece.len(), Ordering::Relaxed) + piece.len();
-        if fed > this.limit + HEADER_PIECE {
+        if fed > this.limit + size {
             return Poll::Ready(Some(Err(Box::new(BodyRejection(part_headers_too_large(this.limit))))));
         }
         Poll::Ready(Some(Ok(piece)))
@@ -264,6 +281,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
         inner: data_stream::<Body>(body),
         pending: Bytes::new(),
         yield_next: false,
+        handed: false,
         watch: watch.clone(),
         limit: limits.max_part_header_size,
     };

@@ -18,6 +18,7 @@ mod chunked;
 pub(crate) mod download;
 mod events;
 mod form;
+mod idle;
 mod raw;
 pub mod urls;
 
@@ -42,7 +43,6 @@ use axum::{
 use http::request::Parts;
 use std::{net::IpAddr, sync::Arc, time::Duration};
 use tower::ServiceBuilder;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 use urls::{PublicUrl, UrlBase, UrlSettings};
 
 /// Settings of the upload routes, with their defaults.
@@ -386,7 +386,7 @@ impl Uploads {
         let config = state.config.clone();
         let stack = |limit: u64| {
             ServiceBuilder::new()
-                .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
+                .map_request(idle::idle_timeout(config.body_idle_timeout))
                 .layer(ReportRefusalsLayer::new(self.hub.clone()))
                 .layer(self.rate_limit.clone())
                 .layer(BodyLimitLayer::new(limit))
@@ -404,7 +404,7 @@ impl Uploads {
         // declared Upload-Length, and on the upload's first bytes), not per request body.
         let resumable = ServiceBuilder::new()
             .map_response(tus_resumable)
-            .layer(RequestBodyTimeoutLayer::new(config.body_idle_timeout))
+            .map_request(idle::idle_timeout(config.body_idle_timeout))
             .layer(resumable_limit.clone())
             .layer(BodyLimitLayer::new(config.max_raw_body));
         let tus_root = post(crate::tus::create).options(crate::tus::options);
