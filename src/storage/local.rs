@@ -94,8 +94,15 @@ impl LocalDisk {
         self.inner.root.join("uploads").join(key.as_str())
     }
 
+    /// A fresh temporary file name: this process's random prefix and a counter, so that no two
+    /// puts, in this process or another sharing the root, pick the same name (a system call for
+    /// randomness per put costs more than the rest of a small put's bookkeeping).
     fn temp(&self) -> PathBuf {
-        self.inner.root.join("tmp").join(crate::UploadId::random().as_str())
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let prefix = PREFIX.get_or_init(|| crate::UploadId::random().as_str()[..16].to_owned());
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.root.join("tmp").join(format!("{prefix}-{n}"))
     }
 
     /// Runs filesystem work on the blocking pool: each store operation is one hop there, which
@@ -294,18 +301,17 @@ impl Store for LocalDisk {
             length.admit(&chunk)?;
             out.push(chunk).await?;
         }
-        length.end()?;
+        let size = length.end()?;
         let (sync, path, key) = (self.inner.fsync != FsyncPolicy::Never, self.object(key), key.clone());
         let meta = out
             .finish(move |file| {
                 if sync {
                     file.sync_all()?;
                 }
-                let metadata = file.metadata()?;
                 drop(file);
                 // The commit point of the bytes: the object appears whole, or not at all.
                 rename_into_place(&temp, &path, sync)?;
-                Ok(meta_of(key, &metadata))
+                Ok(ObjectMeta { key, size, last_modified: super::now_secs() })
             })
             .await?;
         guard.0 = None;
