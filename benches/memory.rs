@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 const TARGET_RSS: u64 = 32 * MIB;
 /// The bounded configuration the target is for: hyper's `max_buf_size`, `LocalDisk`'s write
 /// buffer.
-pub const BOUNDED: (u64, u64) = (16 * KIB, 32 * KIB);
+const BOUNDED: (u64, u64) = (32 * KIB, 32 * KIB);
 
 fn rows() -> Vec<Row> {
     let (max_buf, write_buf) = BOUNDED;
@@ -42,6 +42,10 @@ fn rows() -> Vec<Row> {
         rows.extend([
             Row::new("full-serve", "diag: intake::serve, hyper's default buffers", Kind::Full)
                 .env(MAX_BUF_ENV, "default")
+                .diagnostic(),
+            Row::new("full-16k", "diag: max_buf_size 16 KiB, write buffer 32 KiB", Kind::Full)
+                .env(MAX_BUF_ENV, 16 * KIB)
+                .env(WRITE_BUF_ENV, 32 * KIB)
                 .diagnostic(),
             Row::new("full-64k", "diag: max_buf_size 64 KiB, write buffer 64 KiB", Kind::Full)
                 .env(MAX_BUF_ENV, 64 * KIB)

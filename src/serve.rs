@@ -70,8 +70,8 @@ impl std::fmt::Debug for Serve {
 
 impl Serve {
     /// The most each connection buffers for reading, and for writing (hyper's `max_buf_size`;
-    /// its default is about 400 KiB). A request body then arrives in chunks of at most this
-    /// size.
+    /// its default is about 400 KiB). A request body then arrives in chunks of about this size
+    /// at most (a read fills whatever room the buffer has, which can be up to twice it).
     ///
     /// # Panics
     /// When `bytes` is below [`MIN_BUF_SIZE`], which hyper refuses.

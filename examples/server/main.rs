@@ -20,6 +20,8 @@
 //! | `INTAKE_BODY_TIMEOUT_SECS` | `30` | a body that stalls this long is ended (408) |
 //! | `INTAKE_SHUTDOWN_GRACE_SECS` | `30` | on SIGINT/SIGTERM, how long uploads in flight may finish |
 //! | `INTAKE_FSYNC` | `never` | `never`, `finish` (survive power loss) or `always` |
+//! | `INTAKE_MAX_BUF` | (hyper's, about 400 KiB) | bytes each connection buffers (hyper's `max_buf_size`, at least 8192); with `INTAKE_WRITE_BUFFER`, bounds the memory of concurrent uploads |
+//! | `INTAKE_WRITE_BUFFER` | `131072` | bytes an upload gathers before a write to disk (`LocalDisk::with_write_buffer`) |
 //! | `INTAKE_ALLOW` | (any) | comma-separated allowed types, e.g. `image/*,application/pdf` |
 //! | `INTAKE_EXPIRY_SECS` | `86400` | unfinished resumable uploads expire after this long without a request |
 //! | `INTAKE_SWEEP_SECS` | `60` | how often expired uploads are removed |
@@ -67,6 +69,8 @@ struct Settings {
     body_timeout: Duration,
     grace: Duration,
     fsync: FsyncPolicy,
+    max_buf: Option<usize>,
+    write_buffer: usize,
     allow: Vec<String>,
     expiry: Duration,
     sweep_every: Duration,
@@ -114,6 +118,12 @@ impl Settings {
                 "finish" => FsyncPolicy::OnFinish,
                 other => panic!("INTAKE_FSYNC={other:?}: use never, finish or always"),
             },
+            max_buf: std::env::var("INTAKE_MAX_BUF").ok().filter(|v| !v.trim().is_empty()).map(|v| {
+                v.trim().parse().ok().filter(|&n| n >= intake::serve::MIN_BUF_SIZE).unwrap_or_else(|| {
+                    panic!("INTAKE_MAX_BUF={v:?}: a number of bytes, at least {}", intake::serve::MIN_BUF_SIZE)
+                })
+            }),
+            write_buffer: var("INTAKE_WRITE_BUFFER", 128 * 1024),
             allow: list("INTAKE_ALLOW"),
             expiry: Duration::from_secs(var("INTAKE_EXPIRY_SECS", 24 * 3600)),
             sweep_every: Duration::from_secs(var("INTAKE_SWEEP_SECS", 60).max(1)),
@@ -192,7 +202,7 @@ fn hooks() -> Hooks {
 fn app(s: &Settings) -> (Router, SweeperHandle) {
     let state = RedbState::open(std::path::Path::new(&s.dir).join("state.redb"))
         .unwrap_or_else(|e| panic!("cannot open the upload state in {}: {e}", s.dir));
-    let uploads = Uploads::new(LocalDisk::new(&s.dir).with_fsync(s.fsync))
+    let uploads = Uploads::new(LocalDisk::new(&s.dir).with_fsync(s.fsync).with_write_buffer(s.write_buffer))
         .state(state)
         .hooks(hooks())
         .expiry(Some(s.expiry))
@@ -255,10 +265,17 @@ async fn main() -> std::io::Result<()> {
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (app, _sweeper) = app(&settings);
+    let settings_max_buf = settings.max_buf;
     let mut server = tokio::spawn({
         let mut stop_rx = stop_rx.clone();
         async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            // intake::serve is axum::serve with a bound on each connection's buffers.
+            let serve = intake::serve::serve(listener, app);
+            let serve = match settings_max_buf {
+                Some(max) => serve.max_buf_size(max),
+                None => serve,
+            };
+            serve
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.wait_for(|stop| *stop).await;
                 })

@@ -14,5 +14,6 @@ mod nesting;
 mod progress;
 mod raw;
 mod rust_tus_client;
+mod serve;
 mod tus;
 mod urls;
