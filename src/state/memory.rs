@@ -19,8 +19,9 @@ struct Inner {
     records: HashMap<UploadId, UploadRecord>,
     /// Keyed by the id's 128 bits: ordered as the ids are (32 lowercase hex digits), and
     /// compared without following a pointer to the id's text, which with a large catalog was a
-    /// cache miss per comparison on every insert.
-    files: BTreeMap<u128, FileRecord>,
+    /// cache miss per comparison on every insert. Boxed, so that an insert shifts pointers
+    /// within a tree node, not records of 200 bytes.
+    files: BTreeMap<u128, Box<FileRecord>>,
 }
 
 /// The catalog key of an id: its 128 bits, big-endian, which sort as its hex text does.
@@ -94,30 +95,30 @@ impl StateStore for MemoryState {
         let files = &mut self.lock().files;
         match files.entry(key(&file.id)) {
             std::collections::btree_map::Entry::Occupied(_) => return Err(StateError::AlreadyExists(file.id.clone())),
-            std::collections::btree_map::Entry::Vacant(slot) => slot.insert(file.clone()),
+            std::collections::btree_map::Entry::Vacant(slot) => slot.insert(Box::new(file.clone())),
         };
         Ok(())
     }
 
     async fn get_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
-        Ok(self.lock().files.get(&key(id)).cloned())
+        Ok(self.lock().files.get(&key(id)).map(|f| FileRecord::clone(f)))
     }
 
     async fn remove_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
-        Ok(self.lock().files.remove(&key(id)))
+        Ok(self.lock().files.remove(&key(id)).map(|f| *f))
     }
 
     async fn files(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<FileRecord>, StateError> {
         use std::ops::Bound::{Excluded, Unbounded};
         let start = after.map_or(Unbounded, |id| Excluded(key(id)));
-        Ok(self.lock().files.range((start, Unbounded)).take(limit).map(|(_, f)| f.clone()).collect())
+        Ok(self.lock().files.range((start, Unbounded)).take(limit).map(|(_, f)| FileRecord::clone(f)).collect())
     }
 
     async fn finish(&self, upload: &UploadId, file: &FileRecord) -> Result<Option<UploadRecord>, StateError> {
         let inner = &mut *self.lock();
         let Some(record) = inner.records.get_mut(upload) else { return Ok(None) };
         record.mark_finished();
-        inner.files.insert(key(&file.id), file.clone());
+        inner.files.insert(key(&file.id), Box::new(file.clone()));
         Ok(Some(record.clone()))
     }
 }
