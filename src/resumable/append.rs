@@ -512,15 +512,22 @@ struct Append {
 }
 
 impl Append {
-    /// Wraps `body`: bounded to the room left, hashed, progress reported. Once
-    /// [`OFFLOAD_AFTER`] bytes of this request have been hashed, hashing moves to a thread of
-    /// its own (as in the hash layer), so that a large append hashes beside the write instead of
-    /// between writes. A request smaller than that (a client's 5 MiB chunk) hashes inline: a
-    /// thread would have to drain its queue before the request could be answered, a pause
-    /// between every two requests of an upload.
+    /// Wraps `body`: bounded to the room left, hashed, progress reported. Past
+    /// [`OFFLOAD_AFTER`] bytes in one request, hashing moves to a thread of its own (as in the
+    /// hash layer), so that a large append hashes beside the write instead of between writes.
     fn wrap<'a>(self, body: ByteStream<'a>) -> (ByteStream<'a>, HashTap, Arc<Mutex<Option<ProgressReporter>>>) {
-        let tap = Arc::new(Mutex::new(TapState { inline: self.hashers, offloaded: None, fed: 0 }));
-        let sender = None;
+        let tap = Arc::new(Mutex::new(TapState { inline: None, offloaded: None, fed: 0 }));
+        let mut sender = None;
+        if let Some(hashers) = self.hashers {
+            let big = self.room.is_none_or(|r| r > OFFLOAD_AFTER);
+            if big {
+                let (tx, done) = crate::hash::hashing_thread(hashers);
+                tap.lock().expect("tap lock poisoned").offloaded = Some(done);
+                sender = Some(tx);
+            } else {
+                tap.lock().expect("tap lock poisoned").inline = Some(hashers);
+            }
+        }
         let progress = Arc::new(Mutex::new(self.progress));
         struct St<'a> {
             body: ByteStream<'a>,
@@ -561,14 +568,6 @@ impl Append {
                 return Some((Err(Box::new(BodyRejection(problem)) as BoxError), st));
             }
             st.seen += chunk.len() as u64;
-            if st.sender.is_none() && st.seen > OFFLOAD_AFTER {
-                let mut tap = st.tap.lock().expect("tap lock poisoned");
-                if let Some(hashers) = tap.inline.take() {
-                    let (tx, done) = crate::hash::hashing_thread(hashers);
-                    tap.offloaded = Some(done);
-                    st.sender = Some(tx);
-                }
-            }
             match &st.sender {
                 Some(tx) => {
                     if tx.send(chunk.clone()).await.is_err() {
