@@ -37,6 +37,14 @@ python3 tests/shutdown/shutdown_test.py target/debug/examples/server
 step "crash safety of resumable uploads (kill -9 of the example server)"
 python3 tests/crash/crash_test.py target/debug/examples/server
 
+step "crash windows: kill -9 at single syscalls (strace), restart, reconcile"
+if ! command -v strace >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then as_root=(); else as_root=(sudo); fi
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq strace >/dev/null
+fi
+python3 tests/crash/windows_test.py target/debug/examples/server
+
 step "tenant isolation on every route (the example server's hooks)"
 python3 tests/tenants/tenant_test.py target/debug/examples/server
 

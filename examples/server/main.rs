@@ -23,6 +23,8 @@
 //! | `INTAKE_ALLOW` | (any) | comma-separated allowed types, e.g. `image/*,application/pdf` |
 //! | `INTAKE_EXPIRY_SECS` | `86400` | unfinished resumable uploads expire after this long without a request |
 //! | `INTAKE_SWEEP_SECS` | `60` | how often expired uploads are removed |
+//! | `INTAKE_RECONCILE_SECS` | `3600` | how often a sweep also compares storage with the records and the catalog |
+//! | `INTAKE_ORPHAN_SECS` | the expiry | how old storage that no record or catalog row names must be before it is removed |
 //! | `INTAKE_CORS_ORIGINS` | (none) | comma-separated origins allowed to upload from a browser (CORS) |
 //!
 //! Routes (all under `/upload`): `POST /form`, `POST /raw`, tus 1.0 and the IETF resumable
@@ -70,6 +72,8 @@ struct Settings {
     allow: Vec<String>,
     expiry: Duration,
     sweep_every: Duration,
+    reconcile_every: Duration,
+    orphans_after: Duration,
     cors_origins: Vec<String>,
 }
 
@@ -117,6 +121,8 @@ impl Settings {
             allow: list("INTAKE_ALLOW"),
             expiry: Duration::from_secs(var("INTAKE_EXPIRY_SECS", 24 * 3600)),
             sweep_every: Duration::from_secs(var("INTAKE_SWEEP_SECS", 60).max(1)),
+            reconcile_every: Duration::from_secs(var("INTAKE_RECONCILE_SECS", 3600)),
+            orphans_after: Duration::from_secs(var("INTAKE_ORPHAN_SECS", var("INTAKE_EXPIRY_SECS", 24 * 3600))),
             cors_origins: list("INTAKE_CORS_ORIGINS"),
         }
     }
@@ -211,7 +217,8 @@ fn app(s: &Settings) -> (Router, SweeperHandle) {
         Some(url) => uploads.public_url(url.clone()),
         None => uploads,
     };
-    let sweeper = uploads.sweeper().every(s.sweep_every).spawn();
+    let sweeper =
+        uploads.sweeper().every(s.sweep_every).reconcile_every(s.reconcile_every).orphans_after(Some(s.orphans_after)).spawn();
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route("/health", get(|| async { "ok" }))
