@@ -20,6 +20,7 @@
 //! | `/upload/tus/` | [tus 1.0](tus) with every extension, and the IETF resumable-upload draft |
 //! | `/upload/chunked/{init,chunk,status,complete}` | a JSON chunked API: chunks in any order, in parallel |
 //! | `GET /upload/files/{id}` | download with `Range` |
+//! | `DELETE /upload/files/{id}` | delete a file |
 //! | `GET /upload/progress/{id}` | Server-Sent Events, for a form or raw upload's `?progress_id=` or a resumable upload's id |
 //!
 //! Configure it with [`Uploads`]. Serve with `into_make_service_with_connect_info` so the rate
