@@ -311,9 +311,6 @@ impl Problem {
                     "the request body stalled for longer than the server's idle timeout",
                 );
             }
-            if let Some(p) = e.downcast_ref::<crate::storage::StoreError>() {
-                return p.to_problem();
-            }
             current = e.source();
         }
         Problem::new(StatusCode::BAD_REQUEST, "incomplete_body", format!("the request body could not be read to its end: {err}"))

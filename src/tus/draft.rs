@@ -79,7 +79,7 @@
 //!    been the bytes stored. The rest of -12 (clients may meet a greater offset, incremental
 //!    delivery, editorial changes) asks nothing new of a server.
 
-use super::handler::{check_max, terminate, upload_url};
+use super::common::{SETTLE, check_max, get, terminate, upload_url};
 use super::headers::bad;
 use crate::{
     error::Problem,
@@ -385,7 +385,7 @@ pub(crate) async fn upload(app: &AppState, id: &str, parts: Parts, body: Body) -
     let outcome = match parts.method {
         Method::HEAD => head(app, id, &parts, v).await,
         Method::GET if v.server_side_complete => head(app, id, &parts, v).await,
-        Method::GET => super::handler::get(app, id, &parts).await,
+        Method::GET => get(app, id, &parts).await,
         Method::PATCH => patch(app, id, &parts, body, v).await,
         Method::DELETE => match refuse_headers(&parts, v.delete_refuses) {
             Ok(()) => terminate(app, id, &parts).await.map(|mut res| {
@@ -413,7 +413,7 @@ async fn head(app: &AppState, id: &str, parts: &Parts, v: Interop) -> Result<Res
     refuse_headers(parts, v.head_refuses)?;
     let r = &app.resumable;
     let record = r.load_tus(id, parts).await?;
-    r.locker.settle(&record.id, super::handler::SETTLE).await;
+    r.locker.settle(&record.id, SETTLE).await;
     let (offset, recovered) = r.offset(&record).await?;
     let record = recovered.unwrap_or(record);
     let mut res = response(StatusCode::NO_CONTENT, v);
