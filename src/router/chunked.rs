@@ -51,9 +51,9 @@ use tower::ServiceBuilder;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// The largest chunk a client may choose.
-pub(super) const MAX_CHUNK_SIZE: u64 = 64 << 20;
+pub(crate) const MAX_CHUNK_SIZE: u64 = 64 << 20;
 /// The most chunks one upload may have.
-pub(super) const MAX_CHUNKS: u64 = 10_000;
+pub(crate) const MAX_CHUNKS: u64 = 10_000;
 /// The largest `init` (and `complete`) request body.
 const CONTROL_BODY_LIMIT: u64 = 64 * 1024;
 
@@ -79,10 +79,10 @@ pub(super) fn routes(config: &UploadConfig, rate_limit: &RateLimitLayer) -> Rout
 
 /// How a file of `total_size` bytes is cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Plan {
-    total_size: u64,
-    chunk_size: u64,
-    total_chunks: u64,
+pub(crate) struct Plan {
+    pub(crate) total_size: u64,
+    pub(crate) chunk_size: u64,
+    pub(crate) total_chunks: u64,
 }
 
 impl Plan {
@@ -91,7 +91,7 @@ impl Plan {
     }
 
     /// The exact size of chunk `n` (which must exist).
-    fn chunk_len(&self, n: u64) -> u64 {
+    pub(crate) fn chunk_len(&self, n: u64) -> u64 {
         if n + 1 == self.total_chunks { self.total_size - n * self.chunk_size } else { self.chunk_size }
     }
 
@@ -184,7 +184,7 @@ fn invalid_init(detail: impl Into<std::borrow::Cow<'static, str>>) -> Problem {
 }
 
 /// Reads and checks an `init` body.
-fn parse_init(body: &[u8], max_total: u64) -> Result<(String, Plan), Problem> {
+pub(crate) fn parse_init(body: &[u8], max_total: u64) -> Result<(String, Plan), Problem> {
     let req: InitRequest = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => invalid_init(format!("the init request is not as expected: {e}")),
         _ => Problem::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the request body is not valid JSON: {e}")),

@@ -14,7 +14,7 @@ use std::ops::Range;
 /// The single byte range a `Range` header asks for, if it asks for exactly one that can be
 /// served. Malformed and multi-range requests are answered with the whole file, as RFC 9110
 /// allows; ranges outside the file are refused with 416.
-fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Problem> {
+pub(crate) fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Problem> {
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
     let Ok(parsed) = http_range_header::parse_range_header(value) else { return Ok(None) };
     match parsed.validate(size) {

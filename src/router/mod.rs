@@ -13,7 +13,7 @@
 //! Handlers build URLs from the prefix the router was nested under, so `Location` is right
 //! wherever it is mounted.
 
-mod chunked;
+pub(crate) mod chunked;
 pub(crate) mod download;
 mod events;
 mod form;

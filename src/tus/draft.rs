@@ -38,7 +38,7 @@ const INCONSISTENT_LENGTH: &str = "https://iana.org/assignments/http-problem-typ
 const VERSIONS: std::ops::RangeInclusive<i64> = 6..=8;
 
 /// A structured-field integer (RFC 9651): at most 15 digits, parameters ignored.
-fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {
+pub(crate) fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {
     let Some(value) = headers.get(name) else { return Ok(None) };
     let text = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
     if text.is_empty() || text.len() > 15 || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -48,7 +48,7 @@ fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Pr
 }
 
 /// A structured-field boolean: `?1` or `?0`.
-fn sf_boolean(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, Problem> {
+pub(crate) fn sf_boolean(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, Problem> {
     let Some(value) = headers.get(name) else { return Ok(None) };
     match value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim() {
         "?1" => Ok(Some(true)),
@@ -57,7 +57,7 @@ fn sf_boolean(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, P
     }
 }
 
-fn version(headers: &HeaderMap) -> Result<i64, Problem> {
+pub(crate) fn version(headers: &HeaderMap) -> Result<i64, Problem> {
     let v = sf_integer(headers, INTEROP_VERSION)?.unwrap_or(0) as i64;
     if VERSIONS.contains(&v) {
         Ok(v)
