@@ -15,7 +15,8 @@ pub fn sanitize(raw: &str) -> Option<String> {
         .filter(|c| !c.is_control())
         .map(|c| if matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|') { '_' } else { c })
         .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    // Dots and spaces in any mix: ". .bashrc" is still a hidden file once a space is trimmed.
+    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
     if cleaned.is_empty() {
         return None;
     }
@@ -55,6 +56,20 @@ mod tests {
         assert_eq!(sanitize("..").as_deref(), None);
         assert_eq!(sanitize("dir/").as_deref(), None);
         assert_eq!(sanitize(".bashrc").as_deref(), Some("bashrc"));
+    }
+
+    #[test]
+    fn no_leading_dot_hides_behind_spaces_or_control_characters() {
+        // Found by fuzz/filename and fuzz/content_disposition: dots, then spaces, then dots.
+        let cases = [
+            (". .bashrc", Some("bashrc")),
+            ("  ..  \0..été.tar.gz", Some("été.tar.gz")),
+            ("../. .2Fetc", Some("2Fetc")),
+            (". . .", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize(raw).as_deref(), want, "{raw:?}");
+        }
     }
 
     #[test]
