@@ -16,6 +16,11 @@ use std::ops::Range;
 /// allows; ranges outside the file are refused with 416.
 pub(crate) fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Problem> {
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    if size == 0 {
+        // No byte of an empty file can be selected (http-range-header would answer 0..=0): it is
+        // served whole, as RFC 9110 lets a server ignore Range.
+        return Ok(None);
+    }
     let Ok(parsed) = http_range_header::parse_range_header(value) else { return Ok(None) };
     match parsed.validate(size) {
         Ok(ranges) if ranges.len() == 1 => Ok(Some(*ranges[0].start()..ranges[0].end() + 1)),

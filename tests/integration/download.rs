@@ -78,6 +78,24 @@ async fn an_unsatisfiable_range_is_416() {
 }
 
 #[tokio::test]
+async fn a_range_on_an_empty_file_gets_the_whole_file() {
+    // An empty file has no byte a range could select: the Range header is ignored (RFC 9110
+    // lets a server do that), not served as one byte past the end. Found by fuzz/range.
+    let server = TestServer::default_disk().await;
+    let res = bounded("upload", server.client.post(server.url("/raw?name=empty.txt")).body(Vec::new()).send()).await.unwrap();
+    let file = assert_created(res).await["files"][0].clone();
+    assert_eq!(file["size"], 0);
+    let url = server.absolute(file["url"].as_str().unwrap());
+    for range in ["bytes=0-", "bytes=0-0", "bytes=-1", "bytes=0-9"] {
+        let res = get(&server, &url, Some(range)).await;
+        assert_eq!(res.status(), 200, "{range}");
+        assert_eq!(header(&res, "content-length").as_deref(), Some("0"), "{range}");
+        assert!(header(&res, "content-range").is_none(), "{range}");
+        assert!(bounded("body", res.bytes()).await.unwrap().is_empty(), "{range}");
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_id_is_404() {
     let server = TestServer::default_disk().await;
     upload_digits(&server).await;
