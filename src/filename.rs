@@ -35,7 +35,7 @@ fn truncate_keeping_extension(name: &str, max: usize) -> String {
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{}", &name[..cut], ext)
+    format!("{}{}", name[..cut].trim_end(), ext)
 }
 
 /// The extension of a sanitised name, lowercased, if it has one.
@@ -85,6 +85,20 @@ mod tests {
         let name = sanitize(&long).unwrap();
         assert!(name.len() <= MAX_NAME_LEN);
         assert!(name.ends_with(".png"));
+    }
+
+    #[test]
+    fn a_shortened_name_does_not_end_in_a_space() {
+        // Found by fuzz/filename: sanitising such a name again changed it.
+        let cases = [
+            (format!("{} {}", "a".repeat(254), "b".repeat(50)), "a".repeat(254)),
+            (format!("{} {}.png", "a".repeat(250), "b".repeat(50)), format!("{}.png", "a".repeat(250))),
+        ];
+        for (raw, want) in cases {
+            let name = sanitize(&raw).unwrap();
+            assert_eq!(name, want);
+            assert_eq!(sanitize(&name).as_deref(), Some(name.as_str()));
+        }
     }
 
     #[test]
