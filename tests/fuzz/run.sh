@@ -10,7 +10,8 @@
 #   FUZZ_SANITIZER=address bash tests/fuzz/run.sh   # with AddressSanitizer (see below)
 #
 # It builds with plain cargo and the flags cargo-fuzz passes (SanitizerCoverage, `--cfg fuzzing`,
-# one codegen unit, release with debug and overflow assertions: see fuzz/Cargo.toml), so it needs
+# one codegen unit, release with debug and overflow assertions: see fuzz/Cargo.toml; not
+# `-Clink-dead-code`, which doubles the binaries and the link time), so it needs
 # only the stable toolchain and a C++ compiler for libFuzzer itself; `cargo fuzz run TARGET` works
 # on the same crate where cargo-fuzz is installed. Each target runs as one libFuzzer process (one
 # core). New interesting inputs go to fuzz/corpus/TARGET (kept between runs), crashes to
@@ -37,7 +38,7 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 rustflags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-simplifycfg-branch-fold-threshold=0 \
--Cllvm-args=-sanitizer-coverage-stack-depth --cfg fuzzing -Clink-dead-code -Ccodegen-units=1"
+-Cllvm-args=-sanitizer-coverage-stack-depth --cfg fuzzing -Ccodegen-units=1"
 case "$sanitizer" in
   none) ;;
   address)
@@ -50,7 +51,9 @@ esac
 echo "==> building the fuzz targets ($host, sanitizer: $sanitizer)"
 start=$(date +%s)
 # --target keeps the instrumentation out of build scripts and proc macros.
-RUSTFLAGS="$rustflags" cargo build --release --target "$host" --bins --target-dir "target/$sanitizer"
+bins=()
+for t in $targets; do bins+=(--bin "$t"); done
+RUSTFLAGS="$rustflags" cargo build --release --target "$host" "${bins[@]}" --target-dir "target/$sanitizer"
 echo "built in $(( $(date +%s) - start )) s"
 bin_dir="target/$sanitizer/$host/release"
 
