@@ -5,7 +5,8 @@
 #
 #   bash scripts/test-all.sh
 #
-# INTAKE_SKIP_E2E=1 skips the browser test; INTAKE_SKIP_BENCH=1 skips the benchmark smoke run.
+# INTAKE_SKIP_E2E=1 skips the browser tests; INTAKE_SKIP_BENCH=1 skips the benchmark smoke run;
+# INTAKE_SKIP_FUZZ=1 skips the short fuzzing pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +54,11 @@ bash tests/tus-clients/run.sh
 
 step "IETF draft client: tus-js-client 5 (npm), interop 5 and 6"
 bash tests/draft-clients/run.sh
+
+if [ "${INTAKE_SKIP_FUZZ:-0}" != 1 ]; then
+  step "fuzzing every parser of client input (10 s a target)"
+  bash tests/fuzz/run.sh
+fi
 
 if [ "${INTAKE_SKIP_BENCH:-0}" != 1 ]; then
   step "benchmark smoke run (short mode; figures are not checked)"

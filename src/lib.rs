@@ -143,6 +143,11 @@ macro_rules! inner_service_accessors {
 #[allow(unused_imports)]
 pub(crate) use inner_service_accessors;
 
+/// Entry points for the fuzz targets in `fuzz/`; not part of the API.
+#[cfg(all(feature = "router", any(fuzzing, test)))]
+#[doc(hidden)]
+#[path = "fuzz_api.rs"]
+pub mod __fuzz;
 pub mod body;
 #[cfg(feature = "router")]
 pub mod cors;

@@ -21,7 +21,7 @@ use std::ops::Range;
 /// The single byte range a `Range` header asks for, if it asks for exactly one that can be
 /// served (RFC 9110 §14.1.3). Malformed and multi-range requests are answered with the whole
 /// file, as RFC 9110 allows; ranges outside the file are refused with 416.
-fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Problem> {
+pub(crate) fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Problem> {
     use http_range_header::{EndPosition, RangeUnsatisfiableError, StartPosition};
     let unsatisfiable = || {
         StoreError::InvalidRange { size }

@@ -14,7 +14,7 @@
 //! Handlers build URLs from the prefix the router was nested under, so `Location` is right
 //! wherever it is mounted; they are absolute, with the origin chosen as [`urls`] explains.
 
-mod chunked;
+pub(crate) mod chunked;
 pub(crate) mod download;
 mod events;
 mod form;

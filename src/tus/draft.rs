@@ -181,7 +181,7 @@ const INTEROP: [Interop; 5] = [
 ];
 
 /// A structured-field integer (RFC 9651): at most 15 digits, parameters ignored.
-fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {
+pub(crate) fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {
     let Some(value) = headers.get(name) else { return Ok(None) };
     let text = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
     if text.is_empty() || text.len() > 15 || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -191,7 +191,7 @@ fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Pr
 }
 
 /// A structured-field boolean: `?1` or `?0`.
-fn sf_boolean(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, Problem> {
+pub(crate) fn sf_boolean(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, Problem> {
     let Some(value) = headers.get(name) else { return Ok(None) };
     match value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim() {
         "?1" => Ok(Some(true)),
@@ -205,6 +205,12 @@ fn interop(headers: &HeaderMap) -> Result<Interop, Problem> {
     INTEROP.iter().find(|i| i.version == v).copied().ok_or_else(|| {
         bad("unsupported_interop_version", format!("this server implements interop versions 5 to 9 of the draft, not {v}"))
     })
+}
+
+/// The interop version a request names, if this server serves it (for the fuzz targets).
+#[cfg(any(fuzzing, test))]
+pub(crate) fn version(headers: &HeaderMap) -> Result<i64, Problem> {
+    interop(headers).map(|v| v.version)
 }
 
 fn set(res: &mut Response, name: &'static str, value: impl TryInto<HeaderValue>) {
