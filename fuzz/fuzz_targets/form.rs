@@ -13,14 +13,13 @@
 #![no_main]
 
 use axum::{Router, body::Body, extract::ConnectInfo};
-use futures_util::StreamExt;
 use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use intake::{
     FormLimits, UploadId, Uploads,
     hash::HashAlgorithm,
     rate_limit::RateLimitLayer,
-    storage::{InMemory, Store},
+    storage::InMemory,
 };
 use intake_fuzz::{assert_safe_name, header_value};
 use libfuzzer_sys::fuzz_target;
@@ -96,18 +95,18 @@ fuzz_target!(|data: &[u8]| {
             if let Some(name) = file["name"].as_str() {
                 assert_safe_name(name);
             }
-            let read = store.read(&id, None).await.expect("a listed file is stored");
-            let mut stored = Vec::new();
-            let mut body = read.body;
-            while let Some(piece) = body.next().await {
-                stored.extend_from_slice(&piece.expect("stored bytes"));
-            }
+            // Read back and deleted through the router, which keeps its catalog in step.
+            let get = Request::get(format!("/files/{id}")).body(Body::empty()).expect("a request");
+            let res = app.clone().oneshot(get).await.expect("infallible");
+            assert_eq!(res.status(), StatusCode::OK, "a listed file is stored: {json}");
+            let stored = res.into_body().collect().await.expect("the file").to_bytes();
             assert_eq!(file["size"].as_u64(), Some(stored.len() as u64), "{json}");
             assert!(stored.len() <= 2048, "max_file_size exceeded: {json}");
             let mut sha = HashAlgorithm::Sha256.hasher();
             sha.update(&stored);
             assert_eq!(file["sha256"].as_str(), Some(hex(&sha.finalize()).as_str()), "{json}");
-            store.delete(&id).await.expect("delete");
+            let delete = Request::delete(format!("/files/{id}")).body(Body::empty()).expect("a request");
+            assert_eq!(app.clone().oneshot(delete).await.expect("infallible").status(), StatusCode::NO_CONTENT);
         }
         assert_eq!(store.objects(), 0);
     });

@@ -1,5 +1,5 @@
-//! tus `Upload-Metadata`: an accepted value round-trips, and the file metadata kept from it is
-//! safe (a sanitised name, a bare media type).
+//! tus `Upload-Metadata` (within the default bounds): an accepted value round-trips, and the file
+//! metadata kept from it is safe (a sanitised name, a bare media type).
 #![no_main]
 
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -12,7 +12,8 @@ fuzz_target!(|raw: &str| {
         Ok(pairs) => pairs,
         Err(problem) => {
             assert_client_error(&problem);
-            assert_eq!(problem.code(), "invalid_metadata");
+            let code = problem.code();
+            assert!(["invalid_metadata", "metadata_too_large", "too_many_metadata_keys"].contains(&code), "code {code}");
             return;
         }
     };
