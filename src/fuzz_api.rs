@@ -92,7 +92,7 @@ pub fn draft_version(value: &HeaderValue) -> Result<i64, Problem> {
 
 /// The byte range a download with this `Range` header serves of a file of `size` bytes.
 pub fn range(value: &HeaderValue, size: u64) -> Result<Option<Range<u64>>, Problem> {
-    router::download::requested_range(&one("range", value), size)
+    crate::files::requested_range(&one("range", value), size)
 }
 
 /// The file name a `Content-Disposition` value gives, before sanitising.

@@ -150,10 +150,16 @@ pub(crate) use inner_service_accessors;
 pub mod __fuzz;
 pub mod body;
 #[cfg(feature = "router")]
+mod config;
+#[cfg(feature = "router")]
+mod context;
+#[cfg(feature = "router")]
 pub mod cors;
 pub mod declared;
 pub mod error;
 pub mod filename;
+#[cfg(feature = "router")]
+mod files;
 mod future;
 #[cfg(feature = "hash")]
 pub mod hash;
@@ -178,11 +184,15 @@ pub mod storage;
 mod test_util;
 #[cfg(feature = "router")]
 pub mod tus;
+#[cfg(feature = "router")]
+pub mod urls;
 
+#[cfg(feature = "router")]
+pub use config::{FormLimits, UploadConfig};
 pub use error::{BoxError, Problem};
 pub use id::UploadId;
 pub use ingest::{StoreService, UploadResponse, UploadedFile, store_body};
+#[cfg(feature = "router")]
+pub use router::Uploads;
 #[cfg(all(feature = "router", feature = "local-disk"))]
 pub use router::uploads_router;
-#[cfg(feature = "router")]
-pub use router::{FormLimits, UploadConfig, Uploads, urls};

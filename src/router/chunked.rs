@@ -19,7 +19,6 @@
 //! checks the first bytes of the whole file again, so small chunks cannot slip content past the
 //! policy.
 
-use super::{AppState, UploadConfig};
 use crate::{
     body::data_stream,
     declared::{DeclaredFile, essence, query_param},
@@ -37,6 +36,7 @@ use crate::{
     storage::ObjectKey,
     storage::{ByteStream, FileMeta, PutOptions, StoreError},
 };
+use crate::{config::UploadConfig, context::AppState};
 use axum::{
     Router,
     extract::{Request, State},
@@ -118,7 +118,7 @@ fn declared(meta: &FileMeta) -> DeclaredFile {
 
 /// What the router's URLs start with: `{origin}{nested prefix}` (no trailing slash).
 fn prefix(parts: &Parts) -> String {
-    super::urls::base(parts)
+    crate::urls::base(parts)
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
@@ -446,7 +446,7 @@ fn completed(parts: &Parts, file: &FileRecord) -> Response {
             content_type: file.meta.content_type.as_deref().unwrap_or("application/octet-stream"),
             status: "complete",
             sha256: file.digests.get(HashAlgorithm::Sha256.name()),
-            url: format!("{}/{}", super::files_url(parts), file.id),
+            url: format!("{}/{}", crate::urls::files_url(parts), file.id),
         },
     )
 }

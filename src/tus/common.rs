@@ -1,10 +1,6 @@
 //! What the tus and IETF draft adapters share: upload URLs, limits, downloads and termination.
 
-use crate::{
-    UploadId,
-    error::Problem,
-    router::{AppState, download},
-};
+use crate::{UploadId, context::AppState, error::Problem, files as download};
 use axum::{body::Body, response::Response};
 use http::{HeaderValue, StatusCode, request::Parts};
 
@@ -13,7 +9,7 @@ pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_millis(
 
 /// The URL of an upload: `{origin}{nested prefix}/tus/{id}`.
 pub(crate) fn upload_url(parts: &Parts, id: &UploadId) -> String {
-    format!("{}/tus/{id}", crate::router::urls::base(parts))
+    format!("{}/tus/{id}", crate::urls::base(parts))
 }
 
 pub(super) fn set(res: &mut Response, name: &'static str, value: impl TryInto<HeaderValue>) {

@@ -82,13 +82,14 @@
 use super::common::{SETTLE, check_max, get, terminate, upload_url};
 use super::headers::bad;
 use crate::{
+    context::AppState,
     error::Problem,
     hooks::CreateRequest,
     ingest::{UploadResponse, UploadedFile},
     resumable::{AppendOptions, Appended},
-    router::{AppState, files_url},
     state::{Concat, Protocol},
     storage::FileMeta,
+    urls::files_url,
 };
 use axum::{
     body::Body,

@@ -6,11 +6,11 @@ use super::{
     headers::{self as h, ConcatHeader, bad},
 };
 use crate::{
+    context::AppState,
     error::Problem,
     hooks::CreateRequest,
     id::UploadId,
     resumable::{AppendOptions, Checksum, assemble, digests, first_bytes, resumable_of},
-    router::AppState,
     state::{Concat, Protocol, UploadRecord},
     storage::{FileMeta, ObjectKey},
 };

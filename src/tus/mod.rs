@@ -32,7 +32,7 @@ pub(crate) mod draft;
 mod handler;
 pub(crate) mod headers;
 
-use crate::router::AppState;
+use crate::context::AppState;
 use axum::{
     extract::{Path, Request, State},
     response::Response,
@@ -73,4 +73,4 @@ pub(crate) async fn upload(State(app): State<AppState>, Path(id): Path<String>, 
         handler::upload(&app, &id, parts, body).await
     }
 }
-pub use headers::MetadataLimits;
+pub use crate::config::MetadataLimits;

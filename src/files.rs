@@ -1,7 +1,7 @@
 //! `{prefix}/files/{id}`: downloads (`GET`, `HEAD`, with `Range`) and deletes of catalogued
 //! files, each allowed by the authorisation hook with the file's owner.
 
-use super::AppState;
+use crate::context::AppState;
 use crate::{
     error::Problem,
     hooks::AccessTarget,
@@ -76,7 +76,7 @@ pub(crate) async fn find(app: &AppState, id: &str, parts: &Parts) -> Result<File
 }
 
 /// `GET`/`HEAD {prefix}/files/{id}`.
-pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+pub(crate) async fn download(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
         let file = find(&app, &id, &parts).await?;
@@ -86,7 +86,7 @@ pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>
 }
 
 /// `DELETE {prefix}/files/{id}`: the catalog row goes first (the commit point), then the bytes.
-pub(super) async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+pub(crate) async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
         let file = find(&app, &id, &parts).await?;
