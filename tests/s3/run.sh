@@ -14,6 +14,7 @@
 # Fails loudly if SeaweedFS cannot be installed or started. Stops everything it started.
 #
 # Usage, from anywhere: bash tests/s3/run.sh [SCENARIO_SUBSTRING...]
+#                       bash tests/s3/run.sh --install-only   (SeaweedFS, boto3, clients; for benches/s3.rs)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -47,6 +48,8 @@ if [ ! -f "$HERE/node_modules/tus-js-client/package.json" ] \
   log "npm ci in tests/s3"
   (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+[ "${1:-}" != --install-only ] || exit 0
 
 log "building the example server with --features s3"
 timeout "${S3_BUILD_TIMEOUT:-900}" cargo build --quiet --example server --features s3
