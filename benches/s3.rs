@@ -6,6 +6,8 @@
 //! tests/s3/.venv/bin/python tests/s3/seaweed.py -- cargo bench --features s3 --bench s3
 //! INTAKE_BENCH_QUICK=1 ...                # 64 MiB instead of 1 GiB
 //! INTAKE_BENCH_RUNS=5 ...                 # 5 runs of each (default 3)
+//! INTAKE_BENCH_MIB=256 ...                # another size
+//! INTAKE_BENCH_SKIP_BOTO3=1 ...           # intake alone
 //! INTAKE_S3_PART_SIZE=16777216 INTAKE_S3_CONCURRENCY=8 ...   # default 8 MiB × 4
 //! ```
 //! `seaweed.py` starts SeaweedFS on free loopback ports with a random SigV4 identity and runs the
@@ -100,9 +102,10 @@ impl Server {
         Self { child, addr }
     }
 
-    fn peak_rss(&self) -> u64 {
+    /// `VmHWM` (peak) or `VmRSS` (now) of the server process.
+    fn rss(&self, which: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
-        let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM");
+        let kib = status.lines().find_map(|l| l.strip_prefix(which)).expect("VmHWM");
         kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("a number") * 1024
     }
 }
@@ -114,9 +117,11 @@ impl Drop for Server {
     }
 }
 
-/// One upload through intake; returns its time and the server's peak RSS.
-async fn intake_run(file: &Path, size: u64) -> (Duration, u64, String) {
+/// One upload through intake; returns its time, the server's peak RSS and its RSS before the
+/// upload, and the object's key.
+async fn intake_run(file: &Path, size: u64) -> (Duration, u64, u64, String) {
     let server = Server::start();
+    let idle = server.rss("VmRSS:");
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
     let reader = tokio::fs::File::open(file).await.expect("open the file");
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024));
@@ -136,7 +141,7 @@ async fn intake_run(file: &Path, size: u64) -> (Duration, u64, String) {
     let file = &answer["files"][0];
     assert_eq!(file["size"].as_u64(), Some(size), "{answer}");
     let key = file["id"].as_str().expect("an id").to_owned();
-    (elapsed, server.peak_rss(), key)
+    (elapsed, server.rss("VmHWM:"), idle, key)
 }
 
 const BOTO3: &str = r#"
@@ -191,7 +196,8 @@ fn main() {
     let python = root.join("tests/s3/.venv/bin/python");
     assert!(python.exists(), "boto3 lives in tests/s3/.venv: run tests/s3/run.sh --install-only");
     let quick = env("INTAKE_BENCH_QUICK").is_some();
-    let size = if quick { 64 * MIB } else { 1024 * MIB };
+    let size = env_num("INTAKE_BENCH_MIB", if quick { 64 } else { 1024 }) * MIB;
+    let boto3 = env("INTAKE_BENCH_SKIP_BOTO3").is_none();
     let runs = env_num("INTAKE_BENCH_RUNS", 3) as usize;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let file = dir.path().join("bench.bin");
@@ -224,21 +230,28 @@ fn main() {
         settings.concurrency
     );
     for run in 1..=runs {
-        let (elapsed, peak, key) = runtime.block_on(intake_run(&file, size));
+        let (elapsed, peak, idle, key) = runtime.block_on(intake_run(&file, size));
         delete(&python, &key);
         println!(
-            "  run {run}: intake {:>7.1} MiB/s ({:.2} s, peak RSS {:.1} MiB)",
+            "  run {run}: intake {:>7.1} MiB/s ({:.2} s, peak RSS {:.1} MiB, {:.1} MiB before the upload)",
             mib / elapsed.as_secs_f64(),
             elapsed.as_secs_f64(),
-            peak as f64 / MIB as f64
+            peak as f64 / MIB as f64,
+            idle as f64 / MIB as f64
         );
         intake_secs.push(elapsed.as_secs_f64());
         peaks.push(peak);
+        if !boto3 {
+            continue;
+        }
         let key = format!("bench/boto3-{run}");
         let elapsed = boto3_run(&python, &file, &settings, &key);
         delete(&python, &key);
         println!("  run {run}: boto3  {:>7.1} MiB/s ({:.2} s)", mib / elapsed.as_secs_f64(), elapsed.as_secs_f64());
         boto_secs.push(elapsed.as_secs_f64());
+    }
+    if !boto3 {
+        boto_secs.push(f64::NAN);
     }
     let (intake, boto) = (mib / median(intake_secs), mib / median(boto_secs));
     let peak = *peaks.iter().max().expect("runs") as f64 / MIB as f64;

@@ -271,12 +271,11 @@ impl ResumableStore for S3 {
                 Some(Ok(chunk)) => break chunk,
             }
         };
-        let mut buffer = Buffer::default();
+        let mut buffer = Buffer::new(self.inner.part_size, self.inner.concurrency + 1);
         if let Some(tail) = &start.tail {
-            buffer.push(self.read_tail(key, tail).await?);
+            buffer.push(&self.read_tail(key, tail).await?);
         }
-        buffer.push(first);
-        let part_size = self.inner.part_size;
+        buffer.push(&first);
         let mut parts = Parts {
             s3: self.clone(),
             path: Self::path(key),
@@ -289,14 +288,14 @@ impl ResumableStore for S3 {
         };
         let mut body_failure = None;
         'body: loop {
-            while buffer.len() >= part_size {
-                if !parts.send(buffer.take(part_size)).await {
+            while let Some(part) = buffer.next_part() {
+                if !parts.send(part).await {
                     break 'body;
                 }
             }
             match data.next().await {
                 None => break,
-                Some(Ok(chunk)) => buffer.push(chunk),
+                Some(Ok(chunk)) => buffer.push(&chunk),
                 Some(Err(e)) => {
                     body_failure = Some(StoreError::Body(e));
                     break;
