@@ -307,7 +307,7 @@ pub enum StoreError {
     /// The backend is unreachable or refused for now; the request can be retried.
     Unavailable(BoxError),
     /// A remote backend refused the request for good (an S3 server that rejects the
-    /// credentials or the request): `502`, and the reason is logged.
+    /// credentials or the request): `502 storage_refused`, and the reason is logged.
     Upstream(BoxError),
     /// The backend failed.
     Backend(BoxError),
@@ -352,7 +352,7 @@ impl StoreError {
             }
             StoreError::Upstream(err) => {
                 tracing::error!(error = %err, "the storage backend refused the request");
-                Problem::new(StatusCode::BAD_GATEWAY, "storage_error", "the storage backend refused the request")
+                Problem::new(StatusCode::BAD_GATEWAY, "storage_refused", "the storage backend refused the request")
             }
             StoreError::Backend(err) => {
                 tracing::error!(error = %err, "storage backend failed");

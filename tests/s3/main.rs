@@ -264,7 +264,8 @@ async fn failures_map_to_502_and_503() {
     let key = key(&prefix);
     let refused = wrong.put(&key, chunks(b"nope", 4), PutOptions::default()).await.unwrap_err();
     assert!(matches!(refused, StoreError::Upstream(_)), "{refused:?}");
-    assert_eq!(refused.to_problem().status(), http::StatusCode::BAD_GATEWAY);
+    let problem = refused.to_problem();
+    assert_eq!((problem.status(), problem.code()), (http::StatusCode::BAD_GATEWAY, "storage_refused"));
     assert!(matches!(wrong.begin(&key).await, Err(StoreError::Upstream(_))));
     // Nothing listens on a port just closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -9,7 +9,7 @@
 #   - the chunked API with chunks in parallel;
 #   - kill -9 of the server mid-upload, then resume;
 #   - SeaweedFS stopped mid-upload: a clean 503, then resumed once it is back;
-#   - wrong credentials: 502 with a clear log line, nothing written;
+#   - wrong credentials: 502 storage_refused with a clear log line, nothing written;
 #   - a 200 MiB form upload with the server's peak RSS within part size × (concurrency + 1) + 32 MiB.
 # Fails loudly if SeaweedFS cannot be installed or started. Stops everything it started.
 #

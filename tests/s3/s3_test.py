@@ -393,7 +393,7 @@ def scenario_seaweedfs_stopped_mid_upload(ctx):
 
 
 def scenario_wrong_credentials(ctx):
-    """A server with a wrong secret: uploads get 502 storage_error, the log says why, and
+    """A server with a wrong secret: uploads get 502 storage_refused, the log says why, and
     nothing is written to the bucket."""
     before = (sorted(s3_keys(ctx.weed)), sorted(s3_pending(ctx.weed)))
     state_dir = tempfile.mkdtemp(dir=ctx.tmp)
@@ -401,14 +401,16 @@ def scenario_wrong_credentials(ctx):
     try:
         form = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
         status, _, body = request(wrong, "POST", "/form", body=form, headers={"Content-Type": "multipart/form-data; boundary=b"})
-        assert status == 502 and problem_code(body) == "storage_error", f"form -> {status}: {body[:300]!r}"
+        assert status == 502 and problem_code(body) == "storage_refused", f"form -> {status}: {body[:300]!r}"
         status, _, body = request(wrong, "POST", "/tus/", headers={**TUS, "Upload-Length": "10"})
-        assert status == 502 and problem_code(body) == "storage_error", f"tus create -> {status}: {body[:300]!r}"
+        assert status == 502 and problem_code(body) == "storage_refused", f"tus create -> {status}: {body[:300]!r}"
         big = test_bytes(20 * MIB, b"wrong")
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(big))}
         status, body, _ = stream_request(wrong, "POST", "/raw", headers, (big[i:i + MIB] for i in range(0, len(big), MIB)))
-        assert status == 502 and problem_code(body) == "storage_error", f"a raw upload of several parts -> {status}: {body[:300]!r}"
+        assert status == 502 and problem_code(body) == "storage_refused", f"a raw upload of several parts -> {status}: {body[:300]!r}"
         logged = wrong.log_text()
+        refusals = [line for line in logged.splitlines() if "refused the request" in line]
+        log(f"the server logged: {refusals[0] if refusals else '(nothing)'}"[:600])
         assert "refused the request" in logged and ("SignatureDoesNotMatch" in logged or "InvalidAccessKeyId" in logged or "403" in logged), \
             f"a clear log line:\n{wrong.tail()}"
     finally:

@@ -16,7 +16,7 @@
 //! A server that cannot be reached, times out, answers `5xx` or throttles is
 //! [`StoreError::Unavailable`] (`503 storage_unavailable`, the client may retry); one that refuses
 //! the request for good — wrong credentials (`403 SignatureDoesNotMatch`, `InvalidAccessKeyId`),
-//! a missing bucket — is [`StoreError::Upstream`] (`502 storage_error`), logged with S3's answer.
+//! a missing bucket — is [`StoreError::Upstream`] (`502 storage_refused`), logged with S3's answer.
 //! object_store retries transient failures a few times first (see [`S3Builder::retries`]).
 //!
 //! # Resumable uploads
