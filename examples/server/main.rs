@@ -26,11 +26,17 @@
 //! | `INTAKE_RECONCILE_SECS` | `3600` | how often a sweep also compares storage with the records and the catalog |
 //! | `INTAKE_ORPHAN_SECS` | the expiry | how old storage that no record or catalog row names must be before it is removed |
 //! | `INTAKE_CORS_ORIGINS` | (none) | comma-separated origins allowed to upload from a browser (CORS) |
+//! | `INTAKE_S3_BUCKET` | (none) | store files in this S3 bucket instead of `INTAKE_DIR` (needs `--features s3`; credentials from the standard `AWS_*` variables) |
+//! | `INTAKE_S3_ENDPOINT` | (AWS) | an S3-compatible server's URL, e.g. `http://127.0.0.1:8333` (plain HTTP is then allowed) |
+//! | `INTAKE_S3_REGION` | `us-east-1` | the bucket's region (else `AWS_REGION`) |
+//! | `INTAKE_S3_PART_SIZE` | `8388608` | bytes per multipart part (5 MiB to 5 GiB) |
+//! | `INTAKE_S3_CONCURRENCY` | `4` | parts of one upload sent at once; an upload holds at most part size × (concurrency + 1) |
 //!
 //! Routes (all under `/upload`): `POST /form`, `POST /raw`, tus 1.0 and the IETF resumable
 //! upload draft at `/tus/`, the chunked JSON API at `/chunked/{init,chunk,status,complete}`,
 //! `GET /files/{id}`, `GET /progress/{id}`. Resumable upload state is kept in
-//! `{INTAKE_DIR}/state.redb`, so uploads resume after a restart.
+//! `{INTAKE_DIR}/state.redb`, so uploads resume after a restart (with S3 too: the files go to the
+//! bucket, the state stays there).
 //!
 //! The hooks show the extension points: every upload (form, raw, tus, draft, chunked) belongs to
 //! the tenant named by an `X-Tenant` header (1 to 64 of `A-Z a-z 0-9 . _ -`; `public` without
@@ -47,7 +53,7 @@ use intake::{
     rate_limit::RateLimitLayer,
     sniff::ContentPolicy,
     state::{RedbState, UploadRecord, sweep::SweeperHandle},
-    storage::{FsyncPolicy, KeyPrefix, LocalDisk},
+    storage::{FsyncPolicy, KeyPrefix, LocalDisk, Store},
     urls::PublicUrl,
 };
 use std::{net::SocketAddr, str::FromStr, time::Duration};
@@ -75,6 +81,7 @@ struct Settings {
     reconcile_every: Duration,
     orphans_after: Duration,
     cors_origins: Vec<String>,
+    s3_bucket: Option<String>,
 }
 
 fn var<T: FromStr>(name: &str, default: T) -> T
@@ -124,6 +131,7 @@ impl Settings {
             reconcile_every: Duration::from_secs(var("INTAKE_RECONCILE_SECS", 3600)),
             orphans_after: Duration::from_secs(var("INTAKE_ORPHAN_SECS", var("INTAKE_EXPIRY_SECS", 24 * 3600))),
             cors_origins: list("INTAKE_CORS_ORIGINS"),
+            s3_bucket: std::env::var("INTAKE_S3_BUCKET").ok().filter(|b| !b.trim().is_empty()),
         }
     }
 }
@@ -193,12 +201,42 @@ fn hooks() -> Hooks {
         })
 }
 
+/// Where files go: `INTAKE_S3_BUCKET` if set, else `INTAKE_DIR`.
+fn store(s: &Settings) -> std::sync::Arc<dyn Store> {
+    match &s.s3_bucket {
+        None => std::sync::Arc::new(LocalDisk::new(&s.dir).with_fsync(s.fsync)),
+        Some(bucket) => s3_store(bucket),
+    }
+}
+
+#[cfg(feature = "s3")]
+fn s3_store(bucket: &str) -> std::sync::Arc<dyn Store> {
+    let mut builder = intake::storage::S3::builder(bucket)
+        .part_size(var("INTAKE_S3_PART_SIZE", 8usize << 20))
+        .concurrency(var("INTAKE_S3_CONCURRENCY", 4usize));
+    if let Ok(endpoint) = std::env::var("INTAKE_S3_ENDPOINT") {
+        // A local server (SeaweedFS, MinIO) is reached over plain HTTP, its bucket in the path.
+        builder = builder.allow_http(endpoint.starts_with("http://")).endpoint(endpoint);
+    }
+    if let Ok(region) = std::env::var("INTAKE_S3_REGION") {
+        builder = builder.region(region);
+    }
+    let store = builder.build().unwrap_or_else(|e| panic!("INTAKE_S3_*: {e}"));
+    tracing::info!(?store, "storing files in S3");
+    std::sync::Arc::new(store)
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3_store(_: &str) -> std::sync::Arc<dyn Store> {
+    panic!("INTAKE_S3_BUCKET is set, but this server was built without S3: cargo run --example server --features s3")
+}
+
 /// The whole app: the demo page, `/health`, and the uploads router at `/upload`; and the sweeper
 /// of expired uploads, which runs until its handle is dropped.
 fn app(s: &Settings) -> (Router, SweeperHandle) {
     let state = RedbState::open(std::path::Path::new(&s.dir).join("state.redb"))
         .unwrap_or_else(|e| panic!("cannot open the upload state in {}: {e}", s.dir));
-    let uploads = Uploads::new(LocalDisk::new(&s.dir).with_fsync(s.fsync))
+    let uploads = Uploads::from_arc(store(s))
         .state(state)
         .hooks(hooks())
         .expiry(Some(s.expiry))
