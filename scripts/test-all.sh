@@ -23,7 +23,7 @@ step "clippy"
 cargo clippy --all-targets --all-features -- -D warnings
 
 step "feature subsets build on their own"
-for features in "" limit rate-limit sniff hash progress local-disk redb router "router redb"; do
+for features in "" limit rate-limit sniff hash progress local-disk redb router "router redb" s3; do
   echo "  --no-default-features --features '$features'"
   RUSTFLAGS="-D warnings" cargo check --quiet --no-default-features --features "$features"
 done
@@ -48,6 +48,9 @@ python3 tests/crash/windows_test.py target/debug/examples/server
 
 step "tenant isolation on every route (the example server's hooks)"
 python3 tests/tenants/tenant_test.py target/debug/examples/server
+
+step "S3 backend on SeaweedFS (signatures checked): conformance, real clients resumed by a second process, kill -9, outage, wrong credentials, memory"
+bash tests/s3/run.sh
 
 step "real tus clients: tus-js-client (npm), tuspy and aiotus (PyPI)"
 bash tests/tus-clients/run.sh

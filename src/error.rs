@@ -37,6 +37,7 @@
 //! | `invalid_range` | 416 | Range not satisfiable | download: a range outside the file |
 //! | `storage_error` | 500 | Storage failed | storage: the backend failed (details are logged, not shown) |
 //! | `storage_unavailable` | 503 | Storage unavailable | storage: the backend is unreachable or refusing for now (with `Retry-After`) |
+//! | `storage_refused` | 502 | Storage refused | storage: a remote backend (S3) refused the request for good: wrong credentials, a missing bucket (its answer is logged) |
 //! | `not_supported` | 501 | Not supported by the storage | storage: the backend lacks an optional operation |
 //! | `not_multipart` | 415 | Not multipart/form-data | form: the body is not `multipart/form-data` |
 //! | `multipart_body` | 415 | Multipart body where a file is expected | raw / [`store_body`](crate::store_body): a `multipart/*` body where the file itself is expected |
@@ -132,6 +133,7 @@ pub const CODES: &[ErrorCode] = &[
     ErrorCode { code: "invalid_range", status: 416, title: "Range not satisfiable" },
     ErrorCode { code: "storage_error", status: 500, title: "Storage failed" },
     ErrorCode { code: "storage_unavailable", status: 503, title: "Storage unavailable" },
+    ErrorCode { code: "storage_refused", status: 502, title: "Storage refused" },
     ErrorCode { code: "not_supported", status: 501, title: "Not supported by the storage" },
     ErrorCode { code: "not_multipart", status: 415, title: "Not multipart/form-data" },
     ErrorCode { code: "multipart_body", status: 415, title: "Multipart body where a file is expected" },
