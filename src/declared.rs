@@ -61,7 +61,7 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
 
 /// The file name of a `Content-Disposition` value (RFC 6266): `filename*=UTF-8''…` wins over
 /// `filename="…"`.
-fn disposition_filename(value: &str) -> Option<String> {
+pub(crate) fn disposition_filename(value: &str) -> Option<String> {
     let mut plain = None;
     for param in split_params(value).into_iter().skip(1) {
         let Some((k, v)) = param.split_once('=') else { continue };

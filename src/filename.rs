@@ -15,7 +15,8 @@ pub fn sanitize(raw: &str) -> Option<String> {
         .filter(|c| !c.is_control())
         .map(|c| if matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|') { '_' } else { c })
         .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    // Dots and spaces in any mix: ". .bashrc" is still a hidden file once a space is trimmed.
+    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
     if cleaned.is_empty() {
         return None;
     }
@@ -34,7 +35,7 @@ fn truncate_keeping_extension(name: &str, max: usize) -> String {
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{}", &name[..cut], ext)
+    format!("{}{}", name[..cut].trim_end(), ext)
 }
 
 /// The extension of a sanitised name, lowercased, if it has one.
@@ -58,6 +59,20 @@ mod tests {
     }
 
     #[test]
+    fn no_leading_dot_hides_behind_spaces_or_control_characters() {
+        // Found by fuzz/filename and fuzz/content_disposition: dots, then spaces, then dots.
+        let cases = [
+            (". .bashrc", Some("bashrc")),
+            ("  ..  \0..été.tar.gz", Some("été.tar.gz")),
+            ("../. .2Fetc", Some("2Fetc")),
+            (". . .", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
     fn removes_nul_and_control_characters() {
         assert_eq!(sanitize("evil\0.png").as_deref(), Some("evil.png"));
         assert_eq!(sanitize("a\r\nb.txt").as_deref(), Some("ab.txt"));
@@ -70,6 +85,20 @@ mod tests {
         let name = sanitize(&long).unwrap();
         assert!(name.len() <= MAX_NAME_LEN);
         assert!(name.ends_with(".png"));
+    }
+
+    #[test]
+    fn a_shortened_name_does_not_end_in_a_space() {
+        // Found by fuzz/filename: sanitising such a name again changed it.
+        let cases = [
+            (format!("{} {}", "a".repeat(254), "b".repeat(50)), "a".repeat(254)),
+            (format!("{} {}.png", "a".repeat(250), "b".repeat(50)), format!("{}.png", "a".repeat(250))),
+        ];
+        for (raw, want) in cases {
+            let name = sanitize(&raw).unwrap();
+            assert_eq!(name, want);
+            assert_eq!(sanitize(&name).as_deref(), Some(name.as_str()));
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! | `/upload/tus/` | [tus 1.0](tus) with every extension, and the IETF resumable-upload draft |
 //! | `/upload/chunked/{init,chunk,status,complete}` | a JSON chunked API: chunks in any order, in parallel |
 //! | `GET /upload/files/{id}` | download with `Range` |
+//! | `DELETE /upload/files/{id}` | delete a file |
 //! | `GET /upload/progress/{id}` | Server-Sent Events, for a form or raw upload's `?progress_id=` or a resumable upload's id |
 //!
 //! Configure it with [`Uploads`]. Serve with `into_make_service_with_connect_info` so the rate
@@ -142,12 +143,23 @@ macro_rules! inner_service_accessors {
 #[allow(unused_imports)]
 pub(crate) use inner_service_accessors;
 
+/// Entry points for the fuzz targets in `fuzz/`; not part of the API.
+#[cfg(all(feature = "router", any(fuzzing, test)))]
+#[doc(hidden)]
+#[path = "fuzz_api.rs"]
+pub mod __fuzz;
 pub mod body;
+#[cfg(feature = "router")]
+mod config;
+#[cfg(feature = "router")]
+mod context;
 #[cfg(feature = "router")]
 pub mod cors;
 pub mod declared;
 pub mod error;
 pub mod filename;
+#[cfg(feature = "router")]
+mod files;
 mod future;
 #[cfg(feature = "hash")]
 pub mod hash;
@@ -173,11 +185,15 @@ pub mod storage;
 mod test_util;
 #[cfg(feature = "router")]
 pub mod tus;
+#[cfg(feature = "router")]
+pub mod urls;
 
+#[cfg(feature = "router")]
+pub use config::{FormLimits, UploadConfig};
 pub use error::{BoxError, Problem};
 pub use id::UploadId;
 pub use ingest::{StoreService, UploadResponse, UploadedFile, store_body};
+#[cfg(feature = "router")]
+pub use router::Uploads;
 #[cfg(all(feature = "router", feature = "local-disk"))]
 pub use router::uploads_router;
-#[cfg(feature = "router")]
-pub use router::{FormLimits, UploadConfig, Uploads, urls};

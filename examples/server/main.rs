@@ -25,12 +25,20 @@
 //! | `INTAKE_ALLOW` | (any) | comma-separated allowed types, e.g. `image/*,application/pdf` |
 //! | `INTAKE_EXPIRY_SECS` | `86400` | unfinished resumable uploads expire after this long without a request |
 //! | `INTAKE_SWEEP_SECS` | `60` | how often expired uploads are removed |
+//! | `INTAKE_RECONCILE_SECS` | `3600` | how often a sweep also compares storage with the records and the catalog |
+//! | `INTAKE_ORPHAN_SECS` | the expiry | how old storage that no record or catalog row names must be before it is removed |
 //! | `INTAKE_CORS_ORIGINS` | (none) | comma-separated origins allowed to upload from a browser (CORS) |
+//! | `INTAKE_S3_BUCKET` | (none) | store files in this S3 bucket instead of `INTAKE_DIR` (needs `--features s3`; credentials from the standard `AWS_*` variables) |
+//! | `INTAKE_S3_ENDPOINT` | (AWS) | an S3-compatible server's URL, e.g. `http://127.0.0.1:8333` (plain HTTP is then allowed) |
+//! | `INTAKE_S3_REGION` | `us-east-1` | the bucket's region (else `AWS_REGION`) |
+//! | `INTAKE_S3_PART_SIZE` | `8388608` | bytes per multipart part (5 MiB to 5 GiB) |
+//! | `INTAKE_S3_CONCURRENCY` | `4` | parts of one upload sent at once; an upload holds at most part size × (concurrency + 1) |
 //!
 //! Routes (all under `/upload`): `POST /form`, `POST /raw`, tus 1.0 and the IETF resumable
 //! upload draft at `/tus/`, the chunked JSON API at `/chunked/{init,chunk,status,complete}`,
 //! `GET /files/{id}`, `GET /progress/{id}`. Resumable upload state is kept in
-//! `{INTAKE_DIR}/state.redb`, so uploads resume after a restart.
+//! `{INTAKE_DIR}/state.redb`, so uploads resume after a restart (with S3 too: the files go to the
+//! bucket, the state stays there).
 //!
 //! The hooks show the extension points: every upload (form, raw, tus, draft, chunked) belongs to
 //! the tenant named by an `X-Tenant` header (1 to 64 of `A-Z a-z 0-9 . _ -`; `public` without
@@ -47,7 +55,7 @@ use intake::{
     rate_limit::RateLimitLayer,
     sniff::ContentPolicy,
     state::{RedbState, UploadRecord, sweep::SweeperHandle},
-    storage::{FsyncPolicy, KeyPrefix, LocalDisk},
+    storage::{FsyncPolicy, KeyPrefix, LocalDisk, Store},
     urls::PublicUrl,
 };
 use std::{net::SocketAddr, str::FromStr, time::Duration};
@@ -74,7 +82,10 @@ struct Settings {
     allow: Vec<String>,
     expiry: Duration,
     sweep_every: Duration,
+    reconcile_every: Duration,
+    orphans_after: Duration,
     cors_origins: Vec<String>,
+    s3_bucket: Option<String>,
 }
 
 fn var<T: FromStr>(name: &str, default: T) -> T
@@ -127,7 +138,10 @@ impl Settings {
             allow: list("INTAKE_ALLOW"),
             expiry: Duration::from_secs(var("INTAKE_EXPIRY_SECS", 24 * 3600)),
             sweep_every: Duration::from_secs(var("INTAKE_SWEEP_SECS", 60).max(1)),
+            reconcile_every: Duration::from_secs(var("INTAKE_RECONCILE_SECS", 3600)),
+            orphans_after: Duration::from_secs(var("INTAKE_ORPHAN_SECS", var("INTAKE_EXPIRY_SECS", 24 * 3600))),
             cors_origins: list("INTAKE_CORS_ORIGINS"),
+            s3_bucket: std::env::var("INTAKE_S3_BUCKET").ok().filter(|b| !b.trim().is_empty()),
         }
     }
 }
@@ -197,12 +211,42 @@ fn hooks() -> Hooks {
         })
 }
 
+/// Where files go: `INTAKE_S3_BUCKET` if set, else `INTAKE_DIR`.
+fn store(s: &Settings) -> std::sync::Arc<dyn Store> {
+    match &s.s3_bucket {
+        None => std::sync::Arc::new(LocalDisk::new(&s.dir).with_fsync(s.fsync).with_write_buffer(s.write_buffer)),
+        Some(bucket) => s3_store(bucket),
+    }
+}
+
+#[cfg(feature = "s3")]
+fn s3_store(bucket: &str) -> std::sync::Arc<dyn Store> {
+    let mut builder = intake::storage::S3::builder(bucket)
+        .part_size(var("INTAKE_S3_PART_SIZE", 8usize << 20))
+        .concurrency(var("INTAKE_S3_CONCURRENCY", 4usize));
+    if let Ok(endpoint) = std::env::var("INTAKE_S3_ENDPOINT") {
+        // A local server (SeaweedFS, MinIO) is reached over plain HTTP, its bucket in the path.
+        builder = builder.allow_http(endpoint.starts_with("http://")).endpoint(endpoint);
+    }
+    if let Ok(region) = std::env::var("INTAKE_S3_REGION") {
+        builder = builder.region(region);
+    }
+    let store = builder.build().unwrap_or_else(|e| panic!("INTAKE_S3_*: {e}"));
+    tracing::info!(?store, "storing files in S3");
+    std::sync::Arc::new(store)
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3_store(_: &str) -> std::sync::Arc<dyn Store> {
+    panic!("INTAKE_S3_BUCKET is set, but this server was built without S3: cargo run --example server --features s3")
+}
+
 /// The whole app: the demo page, `/health`, and the uploads router at `/upload`; and the sweeper
 /// of expired uploads, which runs until its handle is dropped.
 fn app(s: &Settings) -> (Router, SweeperHandle) {
     let state = RedbState::open(std::path::Path::new(&s.dir).join("state.redb"))
         .unwrap_or_else(|e| panic!("cannot open the upload state in {}: {e}", s.dir));
-    let uploads = Uploads::new(LocalDisk::new(&s.dir).with_fsync(s.fsync).with_write_buffer(s.write_buffer))
+    let uploads = Uploads::from_arc(store(s))
         .state(state)
         .hooks(hooks())
         .expiry(Some(s.expiry))
@@ -221,7 +265,8 @@ fn app(s: &Settings) -> (Router, SweeperHandle) {
         Some(url) => uploads.public_url(url.clone()),
         None => uploads,
     };
-    let sweeper = uploads.sweeper().every(s.sweep_every).spawn();
+    let sweeper =
+        uploads.sweeper().every(s.sweep_every).reconcile_every(s.reconcile_every).orphans_after(Some(s.orphans_after)).spawn();
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route("/health", get(|| async { "ok" }))

@@ -75,6 +75,15 @@ impl Checksum {
         Ok(Self { algorithm, expected })
     }
 
+    /// The hash algorithm, `None` for CRC32.
+    #[cfg(any(fuzzing, test))]
+    pub(crate) fn hash_algorithm(&self) -> Option<HashAlgorithm> {
+        match self.algorithm {
+            ChecksumAlgorithm::Hash(h) => Some(h),
+            ChecksumAlgorithm::Crc32 => None,
+        }
+    }
+
     pub(crate) fn start(&self) -> Checksummer {
         match self.algorithm {
             ChecksumAlgorithm::Hash(h) => Checksummer::Hash(Box::new(h.hasher())),

@@ -7,7 +7,7 @@ use super::{
     not_found, resumable_of,
 };
 use crate::{
-    error::{BoxError, Problem},
+    error::{BodyRejection, BoxError, Problem},
     hash::{HashAlgorithm, Hasher},
     hooks::FinishedUpload,
     state::{Concat, FileRecord, FileStatus, Protocol, UploadRecord},
@@ -140,13 +140,19 @@ pub(crate) async fn assemble(
     let tap = hashers.clone();
     let bytes = futures_util::stream::iter(parts)
         .then(move |part| store.get(part, None))
-        .map_ok(|got| got.body.map_err(|e| Box::new(e) as BoxError))
-        .map_err(|e| Box::new(e) as BoxError)
+        // A part that cannot be read fails the put with the problem storage has, not as a body
+        // the client broke off.
+        .map_ok(|got| got.body.map_err(|e| rejection(StoreError::from(e))))
+        .map_err(rejection)
         .try_flatten()
         .inspect_ok(move |chunk| tap.lock().expect("hash lock poisoned").iter_mut().for_each(|h| h.update(chunk)));
     let meta = store.put(key, bytes.boxed(), PutOptions::with_length(Some(length))).await?;
     let hashers = std::mem::take(&mut *hashers.lock().expect("hash lock poisoned"));
     Ok((meta, digests(hashers)))
+}
+
+fn rejection(e: StoreError) -> BoxError {
+    Box::new(BodyRejection(e.to_problem()))
 }
 
 /// The first `window` bytes of the file that stored objects make in this order (each given with

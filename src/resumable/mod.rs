@@ -26,11 +26,11 @@ pub(crate) use finish::{assemble, first_bytes};
 pub(crate) use hashing::digests;
 
 use crate::{
+    config::UploadConfig,
     error::Problem,
     hooks::{AccessTarget, CreateRequest, Hooks},
     id::UploadId,
     progress::ProgressHub,
-    router::UploadConfig,
     state::{Locker, Protocol, StateStore, UploadLock, UploadRecord},
     storage::{FileMeta, ObjectKey, ResumableStore, Store, StoreError, now_secs},
 };

@@ -5,7 +5,7 @@
 //! upload gave the progress hub. A subscriber who came before the upload said who owns it is
 //! checked as soon as it does, and the stream ends, before any byte count, if it may not follow.
 
-use super::AppState;
+use crate::context::AppState;
 use crate::{
     error::Problem,
     hooks::AccessTarget,

@@ -1,6 +1,5 @@
 //! `POST {prefix}/form`: streaming `multipart/form-data`.
 
-use super::{AppState, files_url};
 use crate::{
     body::{data_stream, stream_body},
     declared::{DeclaredFile, essence},
@@ -15,6 +14,7 @@ use crate::{
     state::{FileRecord, FileStatus},
     storage::{FileMeta, ObjectKey, PutOptions, now_secs},
 };
+use crate::{context::AppState, urls::files_url};
 use axum::{
     body::Body,
     extract::{Request, State},
@@ -31,27 +31,6 @@ use std::{
     },
     task::{Context, Poll},
 };
-
-/// Limits of the form endpoint.
-#[derive(Clone, Copy, Debug)]
-pub struct FormLimits {
-    /// Parts (files and text fields) per request (default 64).
-    pub max_parts: usize,
-    /// Files per request (default 32).
-    pub max_files: usize,
-    /// Bytes of one text field (default 64 KiB).
-    pub max_field_size: usize,
-    /// Bytes of one part's headers, including the boundary line (default 8 KiB).
-    pub max_part_header_size: usize,
-    /// Bytes of one file (default: only the request's body limit applies).
-    pub max_file_size: Option<u64>,
-}
-
-impl Default for FormLimits {
-    fn default() -> Self {
-        Self { max_parts: 64, max_files: 32, max_field_size: 64 * 1024, max_part_header_size: 8 * 1024, max_file_size: None }
-    }
-}
 
 fn multipart_problem(err: multer::Error) -> Problem {
     use multer::Error as E;

@@ -14,143 +14,32 @@
 //! Handlers build URLs from the prefix the router was nested under, so `Location` is right
 //! wherever it is mounted; they are absolute, with the origin chosen as [`urls`] explains.
 
-mod chunked;
-pub(crate) mod download;
+pub(crate) mod chunked;
 mod events;
 mod form;
 mod idle;
 mod raw;
-pub mod urls;
-
-pub use form::FormLimits;
 
 use crate::{
-    error::Problem,
+    config::{FormLimits, MetadataLimits, UploadConfig},
+    context::AppState,
     hash::{HashAlgorithm, HashLayer},
-    hooks::{CreateRequest, Hooks},
+    hooks::Hooks,
     limit::BodyLimitLayer,
-    progress::{ProgressHub, ProgressId, ProgressLayer, ReportRefusalsLayer},
+    progress::{ProgressHub, ProgressLayer, ReportRefusalsLayer},
     rate_limit::RateLimitLayer,
     resumable::Resumable,
     sniff::{ContentPolicy, SniffLayer},
-    state::{FileRecord, Locker, MemoryLocker, MemoryState, StateStore, sweep::Sweeper},
+    state::{Locker, MemoryLocker, MemoryState, StateStore, sweep::Sweeper},
     storage::Store,
+    urls::{PublicUrl, UrlBase, UrlSettings},
 };
 use axum::{
     Extension, Router,
     routing::{any, get, post},
 };
-use http::request::Parts;
 use std::{net::IpAddr, sync::Arc, time::Duration};
 use tower::ServiceBuilder;
-use urls::{PublicUrl, UrlBase, UrlSettings};
-
-/// Settings of the upload routes, with their defaults.
-#[derive(Clone, Debug)]
-pub struct UploadConfig {
-    /// Largest raw upload body (default 1 GiB).
-    pub max_raw_body: u64,
-    /// Largest form upload body, all parts together (default 1 GiB).
-    pub max_form_body: u64,
-    /// Limits within a form.
-    pub form: FormLimits,
-    /// A request body that sends nothing for this long is ended with `408 body_timeout`
-    /// (default 30 s).
-    pub body_idle_timeout: Duration,
-    /// Digests computed for every file (default SHA-256).
-    pub algorithms: Vec<HashAlgorithm>,
-    /// What content is accepted.
-    pub policy: ContentPolicy,
-    /// How long an unfinished resumable upload lives after its last request (default 24 h);
-    /// `None` keeps it forever. Finished uploads' records are dropped after the same time (the
-    /// files stay).
-    pub expiry: Option<Duration>,
-    /// While another request waits for an upload's lock, the holder lets go once it has received
-    /// nothing for this long (default 2 s).
-    pub stale_after: Duration,
-    /// Requests to the resumable routes start a background sweep of expired uploads when the
-    /// last one started at least this long ago (default one minute); `None` leaves sweeping to a
-    /// [`Sweeper`] you run.
-    pub sweep_every: Option<Duration>,
-    /// The most partial uploads a tus final upload may name (default 256).
-    pub max_concat_parts: usize,
-    /// Where the URLs handed out (`Location`, `url`) start (default: from each request; see
-    /// [`urls`]).
-    pub urls: UrlBase,
-    /// Proxies whose `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` are believed when
-    /// URLs are built from the request (default none).
-    pub trusted_proxies: Vec<IpAddr>,
-    /// Bounds on a tus creation's `Upload-Metadata` (default 64 keys, 16 KiB).
-    pub tus_metadata: crate::tus::MetadataLimits,
-}
-
-impl Default for UploadConfig {
-    fn default() -> Self {
-        Self {
-            max_raw_body: 1 << 30,
-            max_form_body: 1 << 30,
-            form: FormLimits::default(),
-            body_idle_timeout: Duration::from_secs(30),
-            algorithms: vec![HashAlgorithm::Sha256],
-            policy: ContentPolicy::default(),
-            expiry: Some(Duration::from_secs(24 * 3600)),
-            stale_after: Duration::from_secs(2),
-            sweep_every: Some(Duration::from_secs(60)),
-            max_concat_parts: 256,
-            urls: UrlBase::default(),
-            trusted_proxies: Vec::new(),
-            tus_metadata: crate::tus::MetadataLimits::default(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) hub: ProgressHub,
-    pub(crate) config: Arc<UploadConfig>,
-    /// The same store, hub and config with the state of resumable uploads.
-    pub(crate) resumable: Resumable,
-}
-
-impl AppState {
-    /// Runs the pre-create hook for a one-shot upload (a raw body, a file of a form), and tells
-    /// the progress hub whose upload the request's progress is.
-    pub(crate) async fn admit(&self, parts: &Parts, asked: CreateRequest) -> Result<CreateRequest, Problem> {
-        let created = self.resumable.hooks.run_pre_create(asked).await?;
-        if let Some(id) = parts.extensions.get::<ProgressId>() {
-            if self.hub.owner(id).is_none() {
-                self.hub.set_owner(id, created.owner.clone());
-            }
-        }
-        Ok(created)
-    }
-
-    /// Catalogues stored files (the commit point of one-shot uploads): all of them or, if that
-    /// fails, none, with their bytes deleted.
-    pub(crate) async fn catalog(&self, files: &[FileRecord]) -> Result<(), Problem> {
-        let state = &self.resumable.state;
-        for (n, file) in files.iter().enumerate() {
-            if let Err(e) = state.insert_file(file).await {
-                for done in &files[..n] {
-                    let _ = state.remove_file(&done.id).await;
-                }
-                for file in files {
-                    if let Err(e) = self.store.delete(&file.key).await {
-                        tracing::warn!(key = %file.key, error = %e, "could not delete a file that was not catalogued");
-                    }
-                }
-                return Err(e.to_problem());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The URL under which this router's files download: `{origin}{nested prefix}/files`.
-pub(crate) fn files_url(parts: &Parts) -> String {
-    format!("{}/files", urls::base(parts))
-}
 
 /// Builds the upload router: storage, limits, policies.
 ///
@@ -282,7 +171,7 @@ impl Uploads {
 
     /// Bounds on a tus creation's `Upload-Metadata` (default 64 keys, 16 KiB); beyond them the
     /// creation is refused with `413` and nothing is created.
-    pub fn metadata_limits(mut self, limits: crate::tus::MetadataLimits) -> Self {
+    pub fn metadata_limits(mut self, limits: MetadataLimits) -> Self {
         self.config.tus_metadata = limits;
         self
     }
@@ -295,7 +184,7 @@ impl Uploads {
 
     /// Hands out URLs under `url`, whatever a request says: the public address of the app
     /// (and any path a proxy adds in front of it), followed by the prefix the router is nested
-    /// under. See [`urls`] for the other choices and why.
+    /// under. See [`urls`](crate::urls) for the other choices and why.
     pub fn public_url(mut self, url: PublicUrl) -> Self {
         self.config.urls = UrlBase::Public(url);
         self
@@ -309,7 +198,7 @@ impl Uploads {
 
     /// Believes these proxies' `Forwarded` (`host=`, `proto=`) and `X-Forwarded-Host` /
     /// `X-Forwarded-Proto` about the address clients used, when building absolute URLs from a
-    /// request (see [`urls`]). The rate limit has its own list
+    /// request (see [`urls`](crate::urls)). The rate limit has its own list
     /// ([`RateLimitLayer::trusted_proxies`]).
     pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
         self.config.trusted_proxies = proxies.into_iter().collect();
@@ -415,7 +304,7 @@ impl Uploads {
             .route("/tus/{id}", tus_upload.layer(resumable))
             .route("/form", post(form::upload).layer(stack(config.max_form_body)))
             .route("/raw", post(raw::upload).layer(stack(config.max_raw_body)))
-            .route("/files/{id}", get(download::download).delete(download::delete).layer(reads.clone()))
+            .route("/files/{id}", get(crate::files::download).delete(crate::files::delete).layer(reads.clone()))
             .route("/progress/{id}", get(events::events).layer(reads))
             .merge(chunked::routes(&config, &resumable_limit))
             .layer(Extension(UrlSettings::new(config.urls.clone(), &config.trusted_proxies)))

@@ -1,6 +1,6 @@
 //! `POST {prefix}/raw`: the request body is the file.
 
-use super::{AppState, files_url};
+use crate::{context::AppState, urls::files_url};
 use crate::{
     error::Problem,
     hooks::CreateRequest,

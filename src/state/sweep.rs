@@ -288,9 +288,17 @@ mod tests {
         state.insert_file(&file).await.unwrap();
         let foreign = ObjectKey::new("somebody/else.txt").unwrap();
         store.put(&foreign, bytes(b"theirs"), PutOptions::default()).await.unwrap();
+        // Tails (a store's objects for an upload's last bytes, S3's): one of a live upload, and
+        // one a crash left behind an upload that no record names any more.
+        let live_tail = records[1].key().tail(2).unwrap();
+        store.put(&live_tail, bytes(b"tail"), PutOptions::default()).await.unwrap();
+        let orphaned_tail = ObjectKey::of(None, &UploadId::random()).tail(1).unwrap();
+        store.put(&orphaned_tail, bytes(b"tail"), PutOptions::default()).await.unwrap();
 
         let report = sweeper.sweep().await.unwrap();
-        assert_eq!((report.expired, report.orphans, report.orphaned_objects), (1, 1, 1), "{report:?}");
+        assert_eq!((report.expired, report.orphans, report.orphaned_objects), (1, 1, 2), "{report:?}");
+        assert!(store.head(&live_tail).await.is_ok(), "a live upload's tail stays");
+        assert!(store.head(&orphaned_tail).await.is_err(), "an orphaned tail is removed");
         assert!(store.offset(&records[0].key(), &Default::default()).await.is_err());
         assert!(state.get(&records[0].id).await.unwrap().is_none());
         assert!(store.offset(&orphan, &Default::default()).await.is_err(), "the orphaned upload is gone");

@@ -22,6 +22,7 @@
 //! |---|---|---|
 //! | [`LocalDisk`] | `local-disk` (default) | files under a root; puts and completions by atomic rename; fsync policy |
 //! | [`InMemory`] | always | for tests and docs |
+//! | [`S3`] | `s3` | S3 and compatible servers: streaming multipart puts, resumable uploads as multipart uploads plus a tail object |
 //!
 //! Every backend must pass the [`conformance`] suite.
 //!
@@ -41,10 +42,14 @@ pub mod conformance;
 #[cfg(feature = "local-disk")]
 mod local;
 mod memory;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 #[cfg(feature = "local-disk")]
 pub use local::{FsyncPolicy, LocalDisk};
 pub use memory::InMemory;
+#[cfg(feature = "s3")]
+pub use s3::{S3, S3Builder};
 
 use crate::{
     error::{BoxError, Problem},
@@ -150,6 +155,13 @@ impl ObjectKey {
         Self::named(prefix, &format!("{id}.{n}"))
     }
 
+    /// The key of tail `n` of the resumable upload that becomes this object: `{key}.tail-{n}`. A
+    /// store that cannot append to an object (S3) keeps an upload's last bytes, too few for a
+    /// part of their own, there. `None` when the key has no room left for the suffix.
+    pub fn tail(&self, n: u64) -> Option<Self> {
+        Self::new(&format!("{}.tail-{n}", self.0))
+    }
+
     fn named(prefix: Option<&KeyPrefix>, name: &str) -> Self {
         match prefix {
             Some(p) => Self(format!("{}/{name}", p.0)),
@@ -167,16 +179,19 @@ impl ObjectKey {
         self.0.rsplit('/').next().unwrap_or(&self.0)
     }
 
-    /// What the server made this key for, read from its last segment: a file or upload id, or
-    /// a chunk of a chunked upload. `None` for keys the server does not make.
+    /// What the server made this key for, read from its last segment: a file or upload id
+    /// (`None` beside it), or `Some(n)` for what lives only as long as its upload does: chunk `n`
+    /// of a chunked upload (`{id}.{n}`) or tail `n` of a resumable one (`{id}.tail-{n}`, see
+    /// [`tail`](Self::tail)). `None` for keys the server does not make.
     pub fn owner_id(&self) -> Option<(UploadId, Option<u64>)> {
         let name = self.name();
+        let number = |n: &str| (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| n.parse().ok()).flatten();
         match name.split_once('.') {
             None => Some((UploadId::parse(name)?, None)),
-            Some((id, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                Some((UploadId::parse(id)?, Some(n.parse().ok()?)))
+            Some((id, rest)) => {
+                let n = number(rest).or_else(|| number(rest.strip_prefix("tail-")?))?;
+                Some((UploadId::parse(id)?, Some(n)))
             }
-            Some(_) => None,
         }
     }
 }
@@ -291,6 +306,9 @@ pub enum StoreError {
     Body(BoxError),
     /// The backend is unreachable or refused for now; the request can be retried.
     Unavailable(BoxError),
+    /// A remote backend refused the request for good (an S3 server that rejects the
+    /// credentials or the request): `502 storage_refused`, and the reason is logged.
+    Upstream(BoxError),
     /// The backend failed.
     Backend(BoxError),
 }
@@ -332,6 +350,10 @@ impl StoreError {
                 )
                 .with_header(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"))
             }
+            StoreError::Upstream(err) => {
+                tracing::error!(error = %err, "the storage backend refused the request");
+                Problem::new(StatusCode::BAD_GATEWAY, "storage_refused", "the storage backend refused the request")
+            }
             StoreError::Backend(err) => {
                 tracing::error!(error = %err, "storage backend failed");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the storage backend failed")
@@ -346,6 +368,7 @@ impl fmt::Display for StoreError {
             StoreError::NotFound(key) => write!(f, "no object or upload {key}"),
             StoreError::Body(e) => write!(f, "body failed: {e}"),
             StoreError::Unavailable(e) => write!(f, "storage backend unavailable: {e}"),
+            StoreError::Upstream(e) => write!(f, "storage backend refused the request: {e}"),
             StoreError::Backend(e) => write!(f, "storage backend failed: {e}"),
             other => f.write_str(other.to_problem().detail()),
         }
@@ -355,7 +378,9 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StoreError::Body(e) | StoreError::Backend(e) | StoreError::Unavailable(e) => Some(e.as_ref()),
+            StoreError::Body(e) | StoreError::Backend(e) | StoreError::Unavailable(e) | StoreError::Upstream(e) => {
+                Some(e.as_ref())
+            }
             _ => None,
         }
     }
@@ -575,7 +600,13 @@ mod key_tests {
         assert_eq!(file.owner_id(), Some((id.clone(), None)));
         let chunk = ObjectKey::of_chunk(None, &id, 12);
         assert_eq!(chunk.as_str(), format!("{id}.12"));
-        assert_eq!(chunk.owner_id(), Some((id, Some(12))));
+        assert_eq!(chunk.owner_id(), Some((id.clone(), Some(12))));
+        let tail = file.tail(3).expect("a file key has tails");
+        assert_eq!(tail.as_str(), format!("tenants/acme/{id}.tail-3"));
+        assert_eq!(tail.owner_id(), Some((id, Some(3))), "a tail lives only as long as its upload, like a chunk");
+        for foreign in ["notes.tail-3", "0123456789abcdef0123456789abcdef.tail-", "0123456789abcdef0123456789abcdef.tail-x"] {
+            assert_eq!(ObjectKey::new(foreign).unwrap().owner_id(), None, "{foreign}");
+        }
         assert_eq!(ObjectKey::new("notes.txt").unwrap().owner_id(), None, "not a key the server makes");
         assert_eq!(serde_json::from_str::<ObjectKey>("\"a/../b\"").ok(), None);
     }

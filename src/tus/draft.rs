@@ -79,16 +79,17 @@
 //!    been the bytes stored. The rest of -12 (clients may meet a greater offset, incremental
 //!    delivery, editorial changes) asks nothing new of a server.
 
-use super::handler::{check_max, terminate, upload_url};
+use super::common::{SETTLE, check_max, get, terminate, upload_url};
 use super::headers::bad;
 use crate::{
+    context::AppState,
     error::Problem,
     hooks::CreateRequest,
     ingest::{UploadResponse, UploadedFile},
     resumable::{AppendOptions, Appended},
-    router::{AppState, files_url},
     state::{Concat, Protocol},
     storage::FileMeta,
+    urls::files_url,
 };
 use axum::{
     body::Body,
@@ -181,7 +182,7 @@ const INTEROP: [Interop; 5] = [
 ];
 
 /// A structured-field integer (RFC 9651): at most 15 digits, parameters ignored.
-fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {
+pub(crate) fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {
     let Some(value) = headers.get(name) else { return Ok(None) };
     let text = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
     if text.is_empty() || text.len() > 15 || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -191,7 +192,7 @@ fn sf_integer(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, Pr
 }
 
 /// A structured-field boolean: `?1` or `?0`.
-fn sf_boolean(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, Problem> {
+pub(crate) fn sf_boolean(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, Problem> {
     let Some(value) = headers.get(name) else { return Ok(None) };
     match value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim() {
         "?1" => Ok(Some(true)),
@@ -205,6 +206,12 @@ fn interop(headers: &HeaderMap) -> Result<Interop, Problem> {
     INTEROP.iter().find(|i| i.version == v).copied().ok_or_else(|| {
         bad("unsupported_interop_version", format!("this server implements interop versions 5 to 9 of the draft, not {v}"))
     })
+}
+
+/// The interop version a request names, if this server serves it (for the fuzz targets).
+#[cfg(any(fuzzing, test))]
+pub(crate) fn version(headers: &HeaderMap) -> Result<i64, Problem> {
+    interop(headers).map(|v| v.version)
 }
 
 fn set(res: &mut Response, name: &'static str, value: impl TryInto<HeaderValue>) {
@@ -385,7 +392,7 @@ pub(crate) async fn upload(app: &AppState, id: &str, parts: Parts, body: Body) -
     let outcome = match parts.method {
         Method::HEAD => head(app, id, &parts, v).await,
         Method::GET if v.server_side_complete => head(app, id, &parts, v).await,
-        Method::GET => super::handler::get(app, id, &parts).await,
+        Method::GET => get(app, id, &parts).await,
         Method::PATCH => patch(app, id, &parts, body, v).await,
         Method::DELETE => match refuse_headers(&parts, v.delete_refuses) {
             Ok(()) => terminate(app, id, &parts).await.map(|mut res| {
@@ -413,7 +420,7 @@ async fn head(app: &AppState, id: &str, parts: &Parts, v: Interop) -> Result<Res
     refuse_headers(parts, v.head_refuses)?;
     let r = &app.resumable;
     let record = r.load_tus(id, parts).await?;
-    r.locker.settle(&record.id, super::handler::SETTLE).await;
+    r.locker.settle(&record.id, SETTLE).await;
     let (offset, recovered) = r.offset(&record).await?;
     let record = recovered.unwrap_or(record);
     let mut res = response(StatusCode::NO_CONTENT, v);

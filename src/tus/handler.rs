@@ -1,51 +1,29 @@
-//! The tus 1.0 handlers: headers parsed and answers rendered around the
-//! [resumable engine](crate::resumable), which the IETF draft shares.
+//! The tus 1.0 adapter: headers parsed and answers rendered around the resumable engine
+//! (`crate::resumable`), which the IETF draft adapter shares.
 
-use super::headers::{self as h, ConcatHeader, bad};
+use super::{
+    common::{SETTLE, check_max, empty, get, set, terminate, upload_url},
+    headers::{self as h, ConcatHeader, bad},
+};
 use crate::{
+    context::AppState,
     error::Problem,
     hooks::CreateRequest,
     id::UploadId,
     resumable::{AppendOptions, Checksum, assemble, digests, first_bytes, resumable_of},
-    router::{AppState, download},
     state::{Concat, Protocol, UploadRecord},
     storage::{FileMeta, ObjectKey},
 };
 use axum::{
     body::Body,
-    extract::{Path, Request, State},
     response::{IntoResponse, Response},
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 
 const VERSION: &str = "1.0.0";
 
-/// How long an offset request waits for a request still writing to the upload.
-pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// The URL of an upload: `{origin}{nested prefix}/tus/{id}`.
-pub(crate) fn upload_url(parts: &Parts, id: &UploadId) -> String {
-    format!("{}/tus/{id}", crate::router::urls::base(parts))
-}
-
-fn set(res: &mut Response, name: &'static str, value: impl TryInto<HeaderValue>) {
-    if let Ok(value) = value.try_into() {
-        res.headers_mut().insert(name, value);
-    }
-}
-
-fn empty(status: StatusCode) -> Response {
-    let mut res = Response::new(Body::empty());
-    *res.status_mut() = status;
-    res
-}
-
 fn fail(problem: Problem) -> Response {
     problem.into_response()
-}
-
-fn is_draft(headers: &HeaderMap) -> bool {
-    headers.contains_key(super::draft::INTEROP_VERSION)
 }
 
 /// Requests other than `OPTIONS` must speak tus 1.0.0.
@@ -82,13 +60,10 @@ fn extensions(app: &AppState) -> String {
 }
 
 /// `OPTIONS {prefix}/tus/`: what this server offers.
-pub(crate) async fn options(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if is_draft(&headers) {
-        return super::draft::options(&app, &headers);
-    }
+pub(super) fn options(app: &AppState) -> Response {
     let mut res = empty(StatusCode::NO_CONTENT);
     set(&mut res, h::TUS_VERSION, VERSION);
-    set(&mut res, h::TUS_EXTENSION, extensions(&app));
+    set(&mut res, h::TUS_EXTENSION, extensions(app));
     set(&mut res, h::TUS_MAX_SIZE, app.config.max_raw_body.to_string());
     if app.store.resumable().is_some() {
         set(&mut res, h::TUS_CHECKSUM_ALGORITHM, crate::resumable::CHECKSUM_ALGORITHMS);
@@ -97,15 +72,11 @@ pub(crate) async fn options(State(app): State<AppState>, headers: HeaderMap) -> 
 }
 
 /// `POST {prefix}/tus/`: creates an upload (with its first bytes, when a body comes along).
-pub(crate) async fn create(State(app): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    if is_draft(&parts.headers) {
-        return super::draft::create(&app, parts, body).await;
-    }
+pub(super) async fn create(app: &AppState, parts: Parts, body: Body) -> Response {
     if let Err(p) = check_version(&parts.headers) {
         return fail(p);
     }
-    create_tus(&app, &parts, body).await.unwrap_or_else(fail)
+    create_tus(app, &parts, body).await.unwrap_or_else(fail)
 }
 
 async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Response, Problem> {
@@ -163,15 +134,6 @@ async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Respons
 
 fn is_offset_stream(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(h::OFFSET_OCTET_STREAM.as_bytes()))
-}
-
-pub(crate) fn check_max(app: &AppState, length: Option<u64>) -> Result<(), Problem> {
-    match length {
-        Some(length) if length > app.config.max_raw_body => {
-            Err(crate::limit::too_large_problem(app.config.max_raw_body, Some(length)))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// A final upload: the concatenation of finished partial uploads, assembled now.
@@ -251,21 +213,8 @@ fn expires(res: &mut Response, record: &UploadRecord) {
     }
 }
 
-/// `{prefix}/tus/{id}`: `HEAD`, `PATCH`, `GET`, `DELETE` (and `POST` with
-/// `X-HTTP-Method-Override`).
-pub(crate) async fn upload(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
-    let (mut parts, body) = req.into_parts();
-    if parts.method == Method::POST {
-        if let Some(method) = parts.headers.get("x-http-method-override").and_then(|v| Method::from_bytes(v.as_bytes()).ok()) {
-            parts.method = method;
-        }
-    }
-    if parts.method == Method::OPTIONS {
-        return options(State(app), parts.headers).await;
-    }
-    if is_draft(&parts.headers) {
-        return super::draft::upload(&app, &id, parts, body).await;
-    }
+/// `{prefix}/tus/{id}`: `HEAD`, `PATCH`, `GET`, `DELETE`.
+pub(super) async fn upload(app: &AppState, id: &str, parts: Parts, body: Body) -> Response {
     // A download is not a tus request: a browser following the upload's URL sends no tus headers.
     if parts.method != Method::GET {
         if let Err(p) = check_version(&parts.headers) {
@@ -273,10 +222,10 @@ pub(crate) async fn upload(State(app): State<AppState>, Path(id): Path<String>, 
         }
     }
     let outcome = match parts.method {
-        Method::HEAD => head(&app, &id, &parts).await,
-        Method::PATCH => patch(&app, &id, &parts, body).await,
-        Method::GET => get(&app, &id, &parts).await,
-        Method::DELETE => terminate(&app, &id, &parts).await,
+        Method::HEAD => head(app, id, &parts).await,
+        Method::PATCH => patch(app, id, &parts, body).await,
+        Method::GET => get(app, id, &parts).await,
+        Method::DELETE => terminate(app, id, &parts).await,
         _ => Err(Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use HEAD, PATCH, GET or DELETE")),
     };
     outcome.unwrap_or_else(fail)
@@ -333,28 +282,4 @@ async fn patch(app: &AppState, id: &str, parts: &Parts, body: Body) -> Result<Re
     set(&mut res, h::UPLOAD_OFFSET, done.offset.to_string());
     expires(&mut res, &done.record);
     Ok(res)
-}
-
-/// A finished upload is a file of the catalog, downloadable at its upload URL also after the
-/// upload's record has expired. A partial upload of a concatenation is not a file.
-pub(crate) async fn get(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
-    match app.resumable.load_tus(id, parts).await {
-        Ok(record) if !record.finished => {
-            match app.resumable.offset(&record).await? {
-                (_, Some(finished)) if finished.finished => {
-                    download::serve(app, &download::find(app, id, parts).await?, &parts.headers).await
-                }
-                (offset, _) => Err(Problem::new(StatusCode::CONFLICT, "upload_incomplete", "the upload is not finished yet")
-                    .with("offset", offset)),
-            }
-        }
-        Err(problem) if problem.status() != StatusCode::NOT_FOUND => Err(problem),
-        _ => download::serve(app, &download::find(app, id, parts).await?, &parts.headers).await,
-    }
-}
-
-pub(crate) async fn terminate(app: &AppState, id: &str, parts: &Parts) -> Result<Response, Problem> {
-    let record = app.resumable.load_tus(id, parts).await?;
-    app.resumable.terminate(record).await?;
-    Ok(empty(StatusCode::NO_CONTENT))
 }

@@ -1,6 +1,6 @@
 //! Parsing and writing the tus headers, strictly: a malformed header is a `400` naming it.
 
-use crate::{error::Problem, id::UploadId, storage::FileMeta};
+use crate::{config::MetadataLimits, error::Problem, id::UploadId, storage::FileMeta};
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::{
@@ -41,36 +41,6 @@ pub(crate) fn number(headers: &HeaderMap, name: &'static str) -> Result<Option<u
         return Err(bad("invalid_header", format!("{name} must be a non-negative integer, not {value:?}")));
     }
     value.parse().map(Some).map_err(|_| bad("invalid_header", format!("{name} is too large")))
-}
-
-/// Bounds on the `Upload-Metadata` of a tus creation, checked before anything is parsed or
-/// stored.
-///
-/// An upload's metadata is kept with its record, rewritten with every `PATCH`, and echoed in
-/// every `HEAD` response, so unbounded metadata costs on every request of the upload (20 000
-/// keys make a `PATCH` hundreds of times slower) and can make the `HEAD` response a header line
-/// that clients refuse to read (Python's `http.client` stops at 64 KiB, curl at 100 KiB).
-/// tusd bounds metadata only through Go's 1 MiB limit on all request headers, and tus-node-server
-/// through Node's 16 KiB; the defaults here keep Node's byte bound and the form's part count.
-///
-/// ```
-/// use intake::{Uploads, storage::InMemory, tus::MetadataLimits};
-/// let uploads = Uploads::new(InMemory::new()).metadata_limits(MetadataLimits { max_keys: 16, ..MetadataLimits::default() });
-/// # let _ = uploads;
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetadataLimits {
-    /// Keys per upload (default 64); more are refused with `413 too_many_metadata_keys`.
-    pub max_keys: usize,
-    /// Bytes of the `Upload-Metadata` header value as sent, base64 included (default 16 KiB);
-    /// more are refused with `413 metadata_too_large`.
-    pub max_bytes: usize,
-}
-
-impl Default for MetadataLimits {
-    fn default() -> Self {
-        Self { max_keys: 64, max_bytes: 16 * 1024 }
-    }
 }
 
 /// `Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent). Keys

@@ -27,9 +27,50 @@
 //! Errors are `application/problem+json` with a stable `code` (see [`crate::error`]), with the
 //! statuses the tus specification fixes.
 
+mod common;
 pub(crate) mod draft;
 mod handler;
 pub(crate) mod headers;
 
-pub(crate) use handler::{create, options, upload};
-pub use headers::MetadataLimits;
+use crate::context::AppState;
+use axum::{
+    extract::{Path, Request, State},
+    response::Response,
+};
+use http::{HeaderMap, Method};
+
+/// Whether a request speaks the IETF draft (it names an interop version) rather than tus.
+fn is_draft(headers: &HeaderMap) -> bool {
+    headers.contains_key(draft::INTEROP_VERSION)
+}
+
+/// `OPTIONS {prefix}/tus/`: what this server offers, in the protocol the request speaks.
+pub(crate) async fn options(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if is_draft(&headers) { draft::options(&app, &headers) } else { handler::options(&app) }
+}
+
+/// `POST {prefix}/tus/`: creates an upload.
+pub(crate) async fn create(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if is_draft(&parts.headers) { draft::create(&app, parts, body).await } else { handler::create(&app, parts, body).await }
+}
+
+/// `{prefix}/tus/{id}`: `HEAD`, `PATCH`, `GET`, `DELETE`, `OPTIONS` (and `POST` with
+/// `X-HTTP-Method-Override`).
+pub(crate) async fn upload(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if parts.method == Method::POST {
+        if let Some(method) = parts.headers.get("x-http-method-override").and_then(|v| Method::from_bytes(v.as_bytes()).ok()) {
+            parts.method = method;
+        }
+    }
+    if parts.method == Method::OPTIONS {
+        return options(State(app), parts.headers).await;
+    }
+    if is_draft(&parts.headers) {
+        draft::upload(&app, &id, parts, body).await
+    } else {
+        handler::upload(&app, &id, parts, body).await
+    }
+}
+pub use crate::config::MetadataLimits;

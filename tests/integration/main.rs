@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod chunked;
+mod crash_windows;
 mod download;
 mod form;
 mod hyper_stack;

@@ -225,11 +225,11 @@ async fn expired_uploads_answer_410_and_are_swept() {
 #[tokio::test]
 async fn requests_start_sweeps_without_a_sweeper_task() {
     let server =
-        TestServer::disk(|u| u.state(MemoryState::new()).expiry(Some(Duration::from_secs(1))).sweep_every(Some(Duration::ZERO)))
+        TestServer::disk(|u| u.state(MemoryState::new()).expiry(Some(Duration::from_secs(2))).sweep_every(Some(Duration::ZERO)))
             .await;
     let abandoned = create(&server, 100).await;
     assert_eq!(patch(&server, &abandoned, 0, vec![1; 40]).await.status(), 204);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     // Any later request to the resumable routes gives the sweeper its turn.
     create(&server, 10).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! `{prefix}/files/{id}`: downloads (`GET`, `HEAD`, with `Range`) and deletes of catalogued
 //! files, each allowed by the authorisation hook with the file's owner.
 
-use super::AppState;
+use crate::context::AppState;
 use crate::{
     error::Problem,
     hooks::AccessTarget,
@@ -21,7 +21,7 @@ use std::ops::Range;
 /// The single byte range a `Range` header asks for, if it asks for exactly one that can be
 /// served (RFC 9110 §14.1.3). Malformed and multi-range requests are answered with the whole
 /// file, as RFC 9110 allows; ranges outside the file are refused with 416.
-fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Problem> {
+pub(crate) fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Problem> {
     use http_range_header::{EndPosition, RangeUnsatisfiableError, StartPosition};
     let unsatisfiable = || {
         StoreError::InvalidRange { size }
@@ -76,7 +76,7 @@ pub(crate) async fn find(app: &AppState, id: &str, parts: &Parts) -> Result<File
 }
 
 /// `GET`/`HEAD {prefix}/files/{id}`.
-pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+pub(crate) async fn download(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
         let file = find(&app, &id, &parts).await?;
@@ -86,7 +86,7 @@ pub(super) async fn download(State(app): State<AppState>, Path(id): Path<String>
 }
 
 /// `DELETE {prefix}/files/{id}`: the catalog row goes first (the commit point), then the bytes.
-pub(super) async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+pub(crate) async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let outcome = async {
         let file = find(&app, &id, &parts).await?;

@@ -320,6 +320,11 @@ fn is_valid_authority(authority: &str) -> bool {
     host_ok && port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0))
 }
 
+/// The URL under which this router's files download: `{origin}{nested prefix}/files`.
+pub(crate) fn files_url(parts: &Parts) -> String {
+    format!("{}/files", base(parts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
