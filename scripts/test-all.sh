@@ -65,7 +65,7 @@ fi
 
 if [ "${INTAKE_SKIP_BENCH:-0}" != 1 ]; then
   step "benchmark smoke run (short mode; figures are not checked)"
-  INTAKE_BENCH_QUICK=1 cargo bench --bench upload
+  INTAKE_BENCH_QUICK=1 cargo bench
 fi
 
 if [ "${INTAKE_SKIP_E2E:-0}" != 1 ]; then
