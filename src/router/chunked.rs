@@ -191,6 +191,10 @@ pub(crate) fn parse_init(body: &[u8], max_total: u64) -> Result<(String, Plan, S
         serde_json::error::Category::Data => invalid_init(format!("the init request is not as expected: {e}")),
         _ => Problem::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the request body is not valid JSON: {e}")),
     })?;
+    // serde's derive reads a struct from an array too, by position; the API names its fields.
+    if !body.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return Err(invalid_init("the init request must be a JSON object"));
+    }
     let name = filename::sanitize(&req.filename)
         .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "invalid_filename", "the filename is empty once sanitised"))?;
     if req.total_size == 0 {
@@ -558,6 +562,14 @@ mod tests {
         // serde_json skips an unknown field's string without checking it. Found by fuzz/chunked_init.
         let body = b"{\"filename\":\"a.bin\",\"note\":\"\xd7.\",\"total_size\":1,\"chunk_size\":1}";
         assert_eq!(parse_init(body, 1 << 20).map(|_| ()).unwrap_err().code(), "invalid_json");
+    }
+
+    #[test]
+    fn init_bodies_are_objects() {
+        // serde's derive also reads a struct from a JSON array, in field order. Found by fuzz/chunked_init.
+        let code = |body: &str| parse_init(body.as_bytes(), 1 << 20).map(|_| ()).unwrap_err().code();
+        assert_eq!(code(r#"["a.txt", 10, 4]"#), "invalid_init");
+        assert_eq!(code(r#" ["a.txt", 10, 4]"#), "invalid_init");
     }
 
     #[test]
