@@ -356,7 +356,13 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
         return Err(wrong_size(n, expected, Some(len)));
     }
     if chunks.contains(&n) {
-        // A retry of a chunk that arrived whole: nothing to store.
+        // A retry of a chunk that arrived whole: nothing to store. The body is read (and
+        // dropped) before the answer all the same: answered early, a client still sending a
+        // large chunk sees the connection close under it (a broken pipe), never the answer.
+        let mut data = data_stream(body);
+        while let Some(piece) = data.next().await {
+            piece.map_err(|e| Problem::from_body_error(e.as_ref()))?;
+        }
         return Ok(ChunkResponse { chunk: n, uploaded: chunks.len(), total: plan.total_chunks });
     }
 

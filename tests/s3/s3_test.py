@@ -357,7 +357,8 @@ def scenario_chunked_api_with_chunks_of_five_mib_as_parts(ctx):
     assert s3_pending(ctx.weed, key) == [key], "one multipart upload, under the file's key"
     upload = s3.list_multipart_uploads(Bucket=ctx.weed.bucket, Prefix=key)["Uploads"][0]
     parts = s3.list_parts(Bucket=ctx.weed.bucket, Key=key, UploadId=upload["UploadId"])["Parts"]
-    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(n + 1, len(chunks[n])) for n in (1, 2, 3, 4, 6)], parts
+    # (SeaweedFS lists a part number twice when two uploads of it ran at once; S3 keeps one.)
+    assert sorted({(p["PartNumber"], p["Size"]) for p in parts}) == [(n + 1, len(chunks[n])) for n in (1, 2, 3, 4, 6)], parts
     send(0)
     send(5)
     send(2)  # a retry of a chunk that arrived: a success, nothing stored
