@@ -28,7 +28,7 @@
 //! the last part, kept as an object of their own until they fill a part. Each append reads the
 //! tail back, sends full parts as the bytes stream in, and writes what is left as a *new* tail
 //! object; completing uploads the tail as the last part. Everything an upload is made of is named
-//! by its [`ResumableState`], which the engine records after every append, so any process
+//! by its [`ResumableState`](super::ResumableState), which the engine records after every append, so any process
 //! continues it. The state is JSON:
 //!
 //! ```json
