@@ -41,6 +41,11 @@ pub struct UploadConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// Bounds on a tus creation's `Upload-Metadata` (default 64 keys, 16 KiB).
     pub tus_metadata: MetadataLimits,
+    /// When set, and the store can [sign URLs](crate::storage::Signer), a download (`GET
+    /// {prefix}/files/{id}`) the authorisation hook allowed is answered with `307` to a URL of
+    /// the store valid this long, instead of with the bytes (default `None`; see
+    /// [`Uploads::download_redirect`](crate::Uploads::download_redirect)).
+    pub download_redirect: Option<Duration>,
 }
 
 impl Default for UploadConfig {
@@ -59,6 +64,7 @@ impl Default for UploadConfig {
             urls: UrlBase::default(),
             trusted_proxies: Vec::new(),
             tus_metadata: MetadataLimits::default(),
+            download_redirect: None,
         }
     }
 }

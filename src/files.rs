@@ -1,5 +1,6 @@
 //! `{prefix}/files/{id}`: downloads (`GET`, `HEAD`, with `Range`) and deletes of catalogued
-//! files, each allowed by the authorisation hook with the file's owner.
+//! files, each allowed by the authorisation hook with the file's owner. A download may instead
+//! be redirected to the store ([`Uploads::download_redirect`](crate::Uploads::download_redirect)).
 
 use crate::context::AppState;
 use crate::{
@@ -14,7 +15,7 @@ use axum::{
     extract::{Path, Request, State},
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use std::ops::Range;
 
@@ -80,9 +81,29 @@ pub(crate) async fn download(State(app): State<AppState>, Path(id): Path<String>
     let (parts, _) = req.into_parts();
     let outcome = async {
         let file = find(&app, &id, &parts).await?;
+        if parts.method == Method::GET {
+            if let Some(redirect) = redirect(&app, &file).await? {
+                return Ok(redirect);
+            }
+        }
         serve(&app, &file, &parts.headers).await
     };
     outcome.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A `307` to a URL of the store for a file the request may read (the authorisation hook has
+/// run), when [`Uploads::download_redirect`](crate::Uploads::download_redirect) is set and the
+/// store can sign one.
+async fn redirect(app: &AppState, file: &FileRecord) -> Result<Option<Response>, Problem> {
+    let (Some(expires_in), Some(signer)) = (app.config.download_redirect, app.store.signer()) else { return Ok(None) };
+    let url = signer.signed_get(&file.key, expires_in).await.map_err(|e| e.to_problem())?;
+    let location = HeaderValue::from_str(&url).map_err(|e| StoreError::backend(format!("a signed URL: {e}")).to_problem())?;
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    res.headers_mut().insert(header::LOCATION, location);
+    // The URL lets anyone read the file: no cache may keep it for somebody else.
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(Some(res))
 }
 
 /// `DELETE {prefix}/files/{id}`: the catalog row goes first (the commit point), then the bytes.

@@ -33,6 +33,7 @@
 //! | `INTAKE_S3_REGION` | `us-east-1` | the bucket's region (else `AWS_REGION`) |
 //! | `INTAKE_S3_PART_SIZE` | `8388608` | bytes per multipart part (5 MiB to 5 GiB) |
 //! | `INTAKE_S3_CONCURRENCY` | `4` | parts of one upload sent at once; an upload holds at most part size × (concurrency + 1) |
+//! | `INTAKE_DOWNLOAD_REDIRECT_SECS` | `0` | with S3, answer downloads with `307` to a presigned `GET` valid this long (0: stream them) |
 //!
 //! Routes (all under `/upload`): `POST /form`, `POST /raw`, tus 1.0 and the IETF resumable
 //! upload draft at `/tus/`, the chunked JSON API at `/chunked/{init,chunk,status,complete}`,
@@ -86,6 +87,7 @@ struct Settings {
     orphans_after: Duration,
     cors_origins: Vec<String>,
     s3_bucket: Option<String>,
+    download_redirect: Duration,
 }
 
 fn var<T: FromStr>(name: &str, default: T) -> T
@@ -142,6 +144,7 @@ impl Settings {
             orphans_after: Duration::from_secs(var("INTAKE_ORPHAN_SECS", var("INTAKE_EXPIRY_SECS", 24 * 3600))),
             cors_origins: list("INTAKE_CORS_ORIGINS"),
             s3_bucket: std::env::var("INTAKE_S3_BUCKET").ok().filter(|b| !b.trim().is_empty()),
+            download_redirect: Duration::from_secs(var("INTAKE_DOWNLOAD_REDIRECT_SECS", 0)),
         }
     }
 }
@@ -264,6 +267,10 @@ fn app(s: &Settings) -> (Router, SweeperHandle) {
     let uploads = match &s.public_url {
         Some(url) => uploads.public_url(url.clone()),
         None => uploads,
+    };
+    let uploads = match s.download_redirect {
+        Duration::ZERO => uploads,
+        expires_in => uploads.download_redirect(expires_in),
     };
     let sweeper =
         uploads.sweeper().every(s.sweep_every).reconcile_every(s.reconcile_every).orphans_after(Some(s.orphans_after)).spawn();

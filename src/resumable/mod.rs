@@ -23,16 +23,17 @@ pub(crate) use append::inconsistent_length;
 pub(crate) use append::{AppendOptions, Appended};
 pub(crate) use checksum::{CHECKSUM_ALGORITHMS, Checksum};
 pub(crate) use finish::{assemble, first_bytes};
-pub(crate) use hashing::digests;
+pub(crate) use hashing::{checkpoint, digests, restore};
 
 use crate::{
     config::UploadConfig,
     error::Problem,
+    hash::HashAlgorithm,
     hooks::{AccessTarget, CreateRequest, Hooks},
     id::UploadId,
     progress::ProgressHub,
     state::{Locker, Protocol, StateStore, UploadLock, UploadRecord},
-    storage::{FileMeta, ObjectKey, ResumableStore, Store, StoreError, now_secs},
+    storage::{FileMeta, MultipartStore, ObjectKey, ResumableStore, Store, StoreError, now_secs},
 };
 use http::{StatusCode, request::Parts};
 use progress::ProgressReporter;
@@ -53,6 +54,11 @@ pub(crate) struct Resumable {
 
 pub(crate) fn not_found(id: &str) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "upload_not_found", format!("no upload with id {id}"))
+}
+
+/// The store's uploads of parts, or `501` for a store without them.
+pub(crate) fn multipart_of(store: &dyn Store) -> Result<&dyn MultipartStore, Problem> {
+    store.multipart().ok_or_else(|| StoreError::NotSupported("uploads of parts").to_problem())
 }
 
 /// The store's resumable uploads, or `501` for a store without them.
@@ -102,17 +108,35 @@ impl Resumable {
         record.key_prefix = allowed.key_prefix;
         record.expires_at = self.expires_at();
         let appends = matches!(record.protocol, Protocol::Tus { .. });
+        let of_parts = matches!(record.protocol, Protocol::Chunked { parts: Some(_), .. });
         if appends {
             record.hash = self.fresh_checkpoint();
             record.storage = resumable_of(self.store.as_ref())?.begin(&record.key()).await.map_err(|e| e.to_problem())?;
+        }
+        if of_parts {
+            // Chunks that arrive in order carry the hash forward; the rest is read back at the end.
+            let hashers: Vec<_> = self.file_algorithms().into_iter().map(|a| a.hasher()).collect();
+            record.hash = hashing::checkpoint(&hashers, 0);
+            record.storage = multipart_of(self.store.as_ref())?.create(&record.key()).await.map_err(|e| e.to_problem())?;
         }
         if let Err(e) = self.state.insert(&record).await {
             if appends {
                 let _ = resumable_of(self.store.as_ref())?.abort(&record.key(), &record.storage).await;
             }
+            if of_parts {
+                let _ = multipart_of(self.store.as_ref())?.abort(&record.key(), &record.storage).await;
+            }
             return Err(e.to_problem());
         }
         Ok(record)
+    }
+
+    /// The digests a chunked upload's file gets: SHA-256 (its answer names it), then the
+    /// configured ones.
+    pub(crate) fn file_algorithms(&self) -> Vec<HashAlgorithm> {
+        let mut algorithms = vec![HashAlgorithm::Sha256];
+        algorithms.extend(self.config.algorithms.iter().copied().filter(|a| *a != HashAlgorithm::Sha256));
+        algorithms
     }
 
     /// The record of the upload a request names: `404` when unknown (or not an id), whatever the

@@ -7,12 +7,23 @@
 //! | `GET {prefix}/chunked/status?upload_id=…` | which chunks arrived and which are missing |
 //! | `POST {prefix}/chunked/complete?upload_id=…` | joins the chunks into one file → its `id`, `url`, `sha256` |
 //!
-//! Every chunk but the last is exactly `chunk_size` bytes; the last is what remains. Each chunk
-//! is stored as an object of its own the moment it has arrived whole, and the record of the
-//! upload learns its id in one atomic update, so chunks may arrive in parallel and a retried
-//! chunk is answered as a success without being stored twice. Completion streams the chunks,
-//! in order, into one new file while hashing it (never holding the file in memory), then
-//! deletes them.
+//! Every chunk but the last is exactly `chunk_size` bytes; the last is what remains. The record
+//! of the upload learns of a chunk in one atomic update once the chunk is stored whole, so
+//! chunks may arrive in parallel and a retried chunk is answered as a success without being
+//! stored twice. How a chunk is stored is decided at `init`, from the chunk size:
+//!
+//! - **As a part**, when the store offers [uploads of parts](crate::storage::MultipartStore)
+//!   (S3) and every chunk but the last is within its [part limits](crate::storage::PartLimits)
+//!   (5 MiB up to `part_size × (concurrency + 1)` on S3): `init` creates the store's multipart
+//!   upload for the file, chunk `n` is sent as its part `n` (S3's part `n + 1`; a retry replaces
+//!   it) and the update that records the chunk records the part's id. Completion asks the store
+//!   for the parts it holds and joins them: the bytes are written once. A chunk that arrives
+//!   right after every chunk before it carries the whole-file hash forward (saved in the
+//!   record); what the hash could not take in order is read back from the file once it is
+//!   joined. Expiry aborts the multipart upload.
+//! - **As an object of its own** otherwise (local disk, in memory, chunks too small or too
+//!   large for parts): completion streams the chunks, in order, into one new file while hashing
+//!   it (never holding the file in memory), then deletes them.
 //!
 //! Content is checked twice: chunk 0 is sniffed before it is stored, so an executable named
 //! `.png` is refused at once; and when chunks are smaller than the sniffing window, completion
@@ -30,11 +41,10 @@ use crate::{
     limit::BodyLimitLayer,
     progress::ProgressState,
     rate_limit::RateLimitLayer,
-    resumable::{assemble, chunk_key, first_bytes, not_found},
+    resumable::{assemble, checkpoint, chunk_key, digests, first_bytes, multipart_of, not_found, restore},
     sniff::SniffBody,
-    state::{FileRecord, Protocol, UploadRecord},
-    storage::ObjectKey,
-    storage::{ByteStream, FileMeta, PutOptions, StoreError},
+    state::{FileRecord, HashCheckpoint, Protocol, UploadRecord},
+    storage::{ByteStream, Digests, FileMeta, ObjectKey, ObjectMeta, PutOptions, Store, StoreError, UploadedPart},
 };
 use crate::{config::UploadConfig, context::AppState};
 use axum::{
@@ -43,10 +53,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode, header, request::Parts};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 use tower::ServiceBuilder;
 
 /// The largest chunk a client may choose.
@@ -102,11 +117,30 @@ impl Plan {
 /// The plan and chunks of a chunked upload; any other upload is unknown here.
 fn chunked(record: &UploadRecord) -> Result<(Plan, &BTreeSet<u64>), Problem> {
     match &record.protocol {
-        Protocol::Chunked { chunk_size, chunks } if *chunk_size > 0 => {
+        Protocol::Chunked { chunk_size, chunks, .. } if *chunk_size > 0 => {
             Ok((Plan::new(record.length.unwrap_or(0), *chunk_size), chunks))
         }
         _ => Err(not_found(record.id.as_str())),
     }
+}
+
+/// The parts a chunked upload's chunks became, if they are parts of the store's multipart upload.
+fn recorded_parts(record: &UploadRecord) -> Option<&BTreeMap<u64, UploadedPart>> {
+    match &record.protocol {
+        Protocol::Chunked { parts, .. } => parts.as_ref(),
+        _ => None,
+    }
+}
+
+/// Whether the store takes an upload of this plan as parts: every chunk but the last at least
+/// its smallest part, none larger than its largest, no more chunks than it has parts.
+fn as_parts(store: &dyn Store, plan: &Plan) -> bool {
+    store.multipart().is_some_and(|multipart| {
+        let limits = multipart.limits();
+        (plan.total_chunks == 1 || plan.chunk_size >= limits.min_size)
+            && plan.chunk_len(0) <= limits.max_size
+            && plan.total_chunks <= limits.max_parts
+    })
 }
 
 /// What a file's name says about it, for the content policy.
@@ -236,7 +270,8 @@ async fn init(State(app): State<AppState>, req: Request) -> Response {
     let mut meta = FileMeta { name: Some(name), ..FileMeta::default() };
     meta.content_type = declared(&meta).content_type;
     let asked = CreateRequest::new("chunked", &parts, Some(plan.total_size), meta, Some(client_name));
-    let protocol = Protocol::Chunked { chunk_size: plan.chunk_size, chunks: BTreeSet::new() };
+    let of_parts = as_parts(app.store.as_ref(), &plan).then(BTreeMap::new);
+    let protocol = Protocol::Chunked { chunk_size: plan.chunk_size, chunks: BTreeSet::new(), parts: of_parts };
     let record = match app.resumable.create(asked, protocol).await {
         Ok(record) => record,
         Err(problem) => return problem.into_response(),
@@ -324,7 +359,13 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
         return Err(wrong_size(n, expected, Some(len)));
     }
     if chunks.contains(&n) {
-        // A retry of a chunk that arrived whole: nothing to store.
+        // A retry of a chunk that arrived whole: nothing to store. The body is read (and
+        // dropped) before the answer all the same: answered early, a client still sending a
+        // large chunk sees the connection close under it (a broken pipe), never the answer.
+        let mut data = data_stream(body);
+        while let Some(piece) = data.next().await {
+            piece.map_err(|e| Problem::from_body_error(e.as_ref()))?;
+        }
         return Ok(ChunkResponse { chunk: n, uploaded: chunks.len(), total: plan.total_chunks });
     }
 
@@ -337,17 +378,25 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
     } else {
         data_stream(body)
     };
-    // The chunk is stored whole (a put is atomic) before the record learns of it: a crash in
-    // between leaves a chunk no record lists, which a retry replaces or the sweeper removes.
-    let key = chunk_key(&record, n);
-    app.store.put(&key, data, PutOptions::with_length(Some(expected))).await.map_err(|e| match e {
+    let chunk_problem = |e: StoreError| match e {
         StoreError::Incomplete { offset, .. } => wrong_size(n, expected, Some(offset)),
         StoreError::LengthExceeded { .. } => wrong_size(n, expected, None),
         StoreError::Body(source) => Problem::from_body_error(source.as_ref()),
         other => other.to_problem(),
-    })?;
+    };
+    // The chunk is stored whole (a put, a part) before the record learns of it: a crash in
+    // between leaves a chunk no record lists, which a retry replaces or the sweeper removes.
+    let key = chunk_key(&record, n);
+    let (part, carried) = if recorded_parts(&record).is_some() {
+        let (part, carried) = store_part(app, &record, &plan, n, data).await?;
+        (Some(part), carried)
+    } else {
+        app.store.put(&key, data, PutOptions::with_length(Some(expected))).await.map_err(chunk_problem)?;
+        (None, None)
+    };
 
     let expires_at = app.resumable.expires_at();
+    let start = n * plan.chunk_size;
     let mut recorded = Recorded::Stored;
     let updated = app
         .resumable
@@ -358,8 +407,18 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
                 return false;
             }
             r.expires_at = expires_at;
-            let Protocol::Chunked { chunks, .. } = &mut r.protocol else { return false };
+            let Protocol::Chunked { chunks, parts, .. } = &mut r.protocol else { return false };
             recorded = if chunks.insert(n) { Recorded::Stored } else { Recorded::Duplicate };
+            // The part is named in the same update that says the chunk arrived; a duplicate
+            // leaves the first one's (completion asks the store which part it kept).
+            if recorded == Recorded::Stored {
+                if let (Some(parts), Some(part)) = (parts.as_mut(), &part) {
+                    parts.insert(n, part.clone());
+                }
+                if let Some(carried) = carried.as_ref().filter(|_| r.hash.as_ref().is_some_and(|h| h.offset == start)) {
+                    r.hash = Some(carried.clone());
+                }
+            }
             if let Some(content_type) = sniffed_type.clone() {
                 r.meta.content_type = Some(content_type);
             }
@@ -373,8 +432,9 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
         Ok(Some(updated)) => Ok(updated),
     };
     // A chunk that came after completion (whose chunks are gone) is not needed; a duplicate in
-    // parallel replaced the same key with the same chunk and stays.
-    if outcome.is_err() {
+    // parallel replaced the same key with the same chunk and stays. (A part goes with its
+    // multipart upload.)
+    if outcome.is_err() && part.is_none() {
         if let Err(e) = app.store.delete(&key).await {
             tracing::warn!(%key, error = %e, "could not delete a chunk that was not needed");
         }
@@ -382,6 +442,57 @@ async fn receive_chunk(app: &AppState, parts: &Parts, body: axum::body::Body) ->
     let updated = outcome?;
     let (plan, chunks) = chunked(&updated)?;
     Ok(ChunkResponse { chunk: n, uploaded: chunks.len(), total: plan.total_chunks })
+}
+
+/// Stores chunk `n` as part `n` of the upload's multipart upload. Returns the part, and the
+/// whole-file hash carried past the chunk when the record's hash has reached the chunk's start
+/// (every chunk before it was hashed): the update that records the chunk keeps it if the hash
+/// is still there.
+async fn store_part(
+    app: &AppState,
+    record: &UploadRecord,
+    plan: &Plan,
+    n: u64,
+    data: ByteStream<'static>,
+) -> Result<(UploadedPart, Option<HashCheckpoint>), Problem> {
+    let expected = plan.chunk_len(n);
+    let bytes = whole_chunk(data, n, expected).await?;
+    let multipart = multipart_of(app.store.as_ref())?;
+    let once = futures_util::stream::iter([Ok(bytes.clone())]).boxed();
+    let part = multipart.put_part(&record.key(), &record.storage, n, once, expected).await.map_err(|e| e.to_problem())?;
+    let start = n * plan.chunk_size;
+    // The record as it is now: the chunk before this one may have been recorded meanwhile.
+    let now = app.resumable.state.get(&record.id).await.map_err(|e| e.to_problem())?;
+    let saved = now.and_then(|r| r.hash).filter(|h| h.offset == start);
+    let carried = match saved {
+        Some(saved) => tokio::task::spawn_blocking(move || {
+            let mut hashers = restore(&saved)?;
+            hashers.iter_mut().for_each(|h| h.update(&bytes));
+            checkpoint(&hashers, start + bytes.len() as u64)
+        })
+        .await
+        .ok()
+        .flatten(),
+        None => None,
+    };
+    Ok((part, carried))
+}
+
+/// A chunk's bytes in one allocation (a part is sent whole), exactly `expected` of them.
+async fn whole_chunk(mut data: ByteStream<'static>, n: u64, expected: u64) -> Result<Bytes, Problem> {
+    // Reserved, not touched: pages become resident only as bytes arrive.
+    let mut whole = BytesMut::with_capacity(expected as usize);
+    while let Some(piece) = data.next().await {
+        let piece = piece.map_err(|e| Problem::from_body_error(e.as_ref()))?;
+        if (whole.len() + piece.len()) as u64 > expected {
+            return Err(wrong_size(n, expected, None));
+        }
+        whole.extend_from_slice(&piece);
+    }
+    if whole.len() as u64 != expected {
+        return Err(wrong_size(n, expected, Some(whole.len() as u64)));
+    }
+    Ok(whole.freeze())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,23 +603,37 @@ async fn join_chunks(app: &AppState, parts: &Parts) -> Result<FileRecord, Proble
         .with("missing_chunks", missing));
     }
     let keys: Vec<_> = (0..plan.total_chunks).map(|n| chunk_key(&record, n)).collect();
-    if let Some(content_type) = recheck_content(app, &plan, &keys, &record.meta).await? {
-        record.detected_type = Some(content_type);
-    }
-    let mut algorithms = vec![HashAlgorithm::Sha256];
-    algorithms.extend(app.config.algorithms.iter().copied().filter(|a| *a != HashAlgorithm::Sha256));
+    let algorithms = resumable.file_algorithms();
     // The file is stored whole (a retried completion after a crash stores it again), then
     // catalogued with the record marked finished: the commit point. The chunks go after; a crash
     // before that leaves them to the sweeper, never an unfinished upload without its chunks.
-    let (object, digests) =
-        assemble(app.store.as_ref(), &keys, &record.key(), plan.total_size, &algorithms).await.map_err(|e| e.to_problem())?;
+    let (object, digests) = match recorded_parts(&record) {
+        Some(recorded) => {
+            let (object, digests) = join_parts(app, &record, &plan, recorded).await?;
+            match recheck_content(app, &plan, &[(object.key.clone(), plan.total_size)], &record.meta).await {
+                Ok(detected) => record.detected_type = detected.or(record.detected_type.take()),
+                Err(problem) => {
+                    resumable.refuse(&record).await;
+                    return Err(problem);
+                }
+            }
+            (object, digests)
+        }
+        None => {
+            let sized: Vec<_> = keys.iter().enumerate().map(|(n, key)| (key.clone(), plan.chunk_len(n as u64))).collect();
+            if let Some(content_type) = recheck_content(app, &plan, &sized, &record.meta).await? {
+                record.detected_type = Some(content_type);
+            }
+            assemble(app.store.as_ref(), &keys, &record.key(), plan.total_size, &algorithms).await.map_err(|e| e.to_problem())?
+        }
+    };
     let content_type = record.detected_type.clone().or_else(|| record.meta.content_type.clone());
     if let Err(problem) = resumable.scan(&object.key, content_type.as_deref()).await {
         resumable.refuse(&record).await;
         return Err(problem);
     }
     let (finished, file) = resumable.commit(&record, &object, digests).await?;
-    for key in &keys {
+    for key in keys.iter().filter(|_| recorded_parts(&record).is_none()) {
         if let Err(e) = app.store.delete(key).await {
             tracing::warn!(%key, error = %e, "could not delete a joined chunk; the sweeper will retry");
         }
@@ -519,16 +644,85 @@ async fn join_chunks(app: &AppState, parts: &Parts) -> Result<FileRecord, Proble
     Ok(file)
 }
 
+/// Joins the parts of an upload of parts into its file, and computes its digests: those the
+/// record's hash carried when the parts are the ones it hashed, plus the bytes after it read
+/// back from the file; else all of them from the file.
+async fn join_parts(
+    app: &AppState,
+    record: &UploadRecord,
+    plan: &Plan,
+    recorded: &BTreeMap<u64, UploadedPart>,
+) -> Result<(ObjectMeta, Digests), Problem> {
+    let multipart = multipart_of(app.store.as_ref())?;
+    let key = record.key();
+    // The store says which parts it kept: two requests with the same chunk at once each stored
+    // a part, and the one that recorded the chunk (whose bytes the hash took) may not be the
+    // one the store kept (S3 keeps the last, and with SSE-KMS even equal bytes get other ETags).
+    let (object, trusted) = match multipart.parts(&key, &record.storage).await {
+        Ok(held) => {
+            let mut parts = Vec::with_capacity(plan.total_chunks as usize);
+            for n in 0..plan.total_chunks {
+                match held.get(&n).filter(|p| p.size == plan.chunk_len(n)) {
+                    Some(part) => parts.push(part.clone()),
+                    None => {
+                        let lost = format!(
+                            "the store holds no part of {} bytes for chunk {n} of upload {}",
+                            plan.chunk_len(n),
+                            record.id
+                        );
+                        return Err(StoreError::backend(lost).to_problem());
+                    }
+                }
+            }
+            let trusted = parts.iter().enumerate().all(|(n, p)| recorded.get(&(n as u64)) == Some(p));
+            (multipart.complete(&key, &record.storage, &parts).await.map_err(|e| e.to_problem())?, trusted)
+        }
+        // Completed before a crash cut the completion short (or aborted, and then the file is not
+        // there either): the file is what the store holds.
+        Err(StoreError::NotFound(_)) => (app.store.head(&key).await.map_err(|e| e.to_problem())?, false),
+        Err(e) => return Err(e.to_problem()),
+    };
+    if object.size != plan.total_size {
+        let wrong = format!("the joined file of upload {} is {} bytes, not {}", record.id, object.size, plan.total_size);
+        return Err(StoreError::backend(wrong).to_problem());
+    }
+    let saved = record.hash.as_ref().filter(|_| trusted);
+    let (hashers, from) = match saved.and_then(|s| Some((restore(s)?, s.offset))) {
+        Some(carried) => carried,
+        None => (app.resumable.file_algorithms().into_iter().map(HashAlgorithm::hasher).collect(), 0),
+    };
+    let hashers = if from < object.size {
+        let mut rest = app.store.get(&key, Some(from..object.size)).await.map_err(|e| e.to_problem())?.body;
+        let (tx, done) = crate::hash::hashing_thread(hashers);
+        while let Some(chunk) = rest.next().await {
+            let chunk = chunk.map_err(|e| StoreError::from(e).to_problem())?;
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        done.await.map_err(StoreError::backend).map_err(|e| e.to_problem())?
+    } else {
+        hashers
+    };
+    Ok((object, digests(hashers)))
+}
+
 /// Checks the first bytes of the joined file against the content policy when chunk 0 alone was
-/// shorter than the sniffing window; the type it finds, if it checked.
-async fn recheck_content(app: &AppState, plan: &Plan, chunks: &[ObjectKey], meta: &FileMeta) -> Result<Option<String>, Problem> {
+/// shorter than the sniffing window; the type it finds, if it checked. `sized` are the objects
+/// the file's bytes are in, in order, with their sizes: the chunks, or the joined file.
+async fn recheck_content(
+    app: &AppState,
+    plan: &Plan,
+    sized: &[(ObjectKey, u64)],
+    meta: &FileMeta,
+) -> Result<Option<String>, Problem> {
     let policy = &app.config.policy;
     let window = policy.peek() as u64;
     if plan.chunk_size >= window || plan.total_chunks == 1 {
         return Ok(None);
     }
-    let sized: Vec<_> = chunks.iter().enumerate().map(|(n, key)| (key.clone(), plan.chunk_len(n as u64))).collect();
-    let head = first_bytes(app.store.as_ref(), &sized, policy.peek()).await?;
+    let head = first_bytes(app.store.as_ref(), sized, policy.peek()).await?;
     Ok(Some(policy.check(&head, &declared(meta))?.content_type))
 }
 

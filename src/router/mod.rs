@@ -176,6 +176,33 @@ impl Uploads {
         self
     }
 
+    /// Answers a download (`GET {prefix}/files/{id}`) with `307 Temporary Redirect` to a URL
+    /// that reads the file from the store itself, valid for `expires_in` (S3: a presigned `GET`,
+    /// at most 7 days), so that the bytes do not pass through this server. Off by default; with
+    /// a store that cannot [sign URLs](crate::storage::Signer), files stream as without it.
+    ///
+    /// The redirect is sent only after the [authorisation hook](crate::hooks) allowed the
+    /// request (anyone else still gets `404`), with `Cache-Control: no-store` so that no cache
+    /// hands the URL to somebody else; `HEAD` is answered here as before.
+    ///
+    /// # Security
+    /// Whoever holds the URL can read the file until it expires: keep `expires_in` short. The
+    /// store serves the file with its own headers, not those this router sends
+    /// (`Content-Disposition: attachment`, `X-Content-Type-Options: nosniff`, a sandboxing
+    /// `Content-Security-Policy`): serve the bucket from an origin of its own, never the app's,
+    /// so that an uploaded HTML or SVG file cannot run script in the app's origin.
+    ///
+    /// ```
+    /// # use intake::{Uploads, storage::InMemory};
+    /// use std::time::Duration;
+    /// let uploads = Uploads::new(InMemory::new()).download_redirect(Duration::from_secs(60));
+    /// # let _ = uploads;
+    /// ```
+    pub fn download_redirect(mut self, expires_in: Duration) -> Self {
+        self.config.download_redirect = Some(expires_in);
+        self
+    }
+
     /// A sweeper that removes expired uploads of this router's backends; run it with
     /// [`Sweeper::spawn`].
     pub fn sweeper(&self) -> Sweeper {

@@ -72,9 +72,11 @@ pub async fn run(state: &dyn StateStore) {
     assert_eq!(unchanged.length, Some(12), "a change that returns false leaves the record alone");
     assert_eq!(state.update(&UploadId::random(), &mut |_| true).await.unwrap(), None);
 
-    // chunked records keep their chunk map
+    // chunked records keep their chunk map, and the parts they became (keyed by number)
     let mut chunked = record(None);
-    chunked.protocol = Protocol::Chunked { chunk_size: 5, chunks: [1, 3].into() };
+    let part = |id: &str| crate::storage::UploadedPart { id: id.into(), size: 5 };
+    let parts = Some([(1, part("\"e1\"")), (3, part("\"e3\""))].into());
+    chunked.protocol = Protocol::Chunked { chunk_size: 5, chunks: [1, 3].into(), parts };
     chunked.storage = crate::storage::ResumableState(serde_json::json!({"upload_id": "abc", "parts": [1, 2]}));
     chunked.head = Some("89504e47".into());
     state.insert(&chunked).await.unwrap();

@@ -41,7 +41,7 @@ pub use redb::RedbState;
 use crate::{
     error::{BoxError, Problem},
     id::UploadId,
-    storage::{Digests, FileMeta, ObjectKey, ResumableState},
+    storage::{Digests, FileMeta, ObjectKey, ResumableState, UploadedPart},
 };
 use async_trait::async_trait;
 use http::StatusCode;
@@ -66,13 +66,20 @@ pub enum Protocol {
         concat: Concat,
     },
     /// A chunked upload: chunk `n` is an object of its own
-    /// ([`ObjectKey::of_chunk`](crate::storage::ObjectKey::of_chunk)), assembled on completion.
+    /// ([`ObjectKey::of_chunk`](crate::storage::ObjectKey::of_chunk)), assembled on completion;
+    /// or, when `parts` is set, part `n` of the store's multipart upload
+    /// ([`MultipartStore`](crate::storage::MultipartStore), its state in
+    /// [`UploadRecord::storage`]), which completion joins without copying.
     Chunked {
         /// The size of every chunk but the last.
         chunk_size: u64,
         /// The chunks received whole.
         #[serde(default)]
         chunks: BTreeSet<u64>,
+        /// For an upload of parts, the part each received chunk became, by chunk number
+        /// (recorded in the same update as the chunk); `None` for an upload of chunk objects.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parts: Option<BTreeMap<u64, UploadedPart>>,
     },
 }
 

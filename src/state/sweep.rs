@@ -202,12 +202,18 @@ impl Sweeper {
 }
 
 /// Removes what storage holds for an upload whose record is gone: its unfinished bytes, its
-/// chunks, and — when `with_file`, or for the partial uploads of a concatenation, which exist
+/// chunks (or the multipart upload they are parts of), and — when `with_file`, or for the partial uploads of a concatenation, which exist
 /// only to be concatenated — its finished file.
 pub(crate) async fn discard(store: &dyn Store, record: &UploadRecord, with_file: bool) -> Result<(), StoreError> {
     let key = record.key();
     let delete_file = with_file || matches!(record.protocol, Protocol::Tus { concat: Concat::Partial, .. });
     match &record.protocol {
+        Protocol::Chunked { parts: Some(_), .. } if !record.finished => {
+            if let Some(multipart) = store.multipart() {
+                multipart.abort(&key, &record.storage).await?;
+            }
+        }
+        Protocol::Chunked { parts: Some(_), .. } => {}
         Protocol::Chunked { chunks, .. } => {
             for n in chunks {
                 store.delete(&ObjectKey::of_chunk(record.key_prefix.as_ref(), &record.id, *n)).await?;

@@ -11,6 +11,8 @@
 //! |---|---|---|
 //! | [`ResumableStore`] | [`Store::resumable`] | tus and the IETF draft: an upload that grows over many requests, in any process |
 //! | [`ReadBack`] | [`ResumableStore::read_back`] | reading an unfinished upload's bytes: a checksum trailer, catching a hash up after a crash |
+//! | [`MultipartStore`] | [`Store::multipart`] | the chunked API: chunk `n` stored as part `n` of one upload, in any order, in parallel, in any process (no assembly copy) |
+//! | [`Signer`] | [`Store::signer`] | downloads answered with a redirect to a presigned URL ([`Uploads::download_redirect`](crate::Uploads::download_redirect)) |
 //!
 //! A store keeps bytes and nothing else. It does not lock and does not police offsets: the
 //! resumable engine does that once, under the upload's lock. What a file is (its name, type,
@@ -22,7 +24,7 @@
 //! |---|---|---|
 //! | [`LocalDisk`] | `local-disk` (default) | files under a root; puts and completions by atomic rename; fsync policy |
 //! | [`InMemory`] | always | for tests and docs |
-//! | [`S3`] | `s3` | S3 and compatible servers: streaming multipart puts, resumable uploads as multipart uploads plus a tail object |
+//! | [`S3`] | `s3` | S3 and compatible servers: streaming multipart puts, resumable uploads as multipart uploads plus a tail object, multipart uploads of parts, presigned `GET`s |
 //!
 //! Every backend must pass the [`conformance`] suite.
 //!
@@ -64,7 +66,7 @@ use std::{
     collections::BTreeMap,
     fmt,
     ops::Range,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 /// Bytes on their way into a store.
@@ -424,6 +426,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Objects made of parts uploaded independently, if this store can make them.
+    fn multipart(&self) -> Option<&dyn MultipartStore> {
+        None
+    }
+
+    /// URLs that let a client read an object from the store itself, if this store can sign them.
+    fn signer(&self) -> Option<&dyn Signer> {
+        None
+    }
+
     /// Removes what interrupted writes of the store itself left behind (a one-shot put's
     /// temporary file after a crash) once older than `age` seconds; returns how many.
     async fn clean_up(&self, age: u64) -> Result<usize, StoreError> {
@@ -519,6 +531,99 @@ pub trait ResumableStore: Send + Sync {
     fn read_back(&self) -> Option<&dyn ReadBack> {
         None
     }
+}
+
+/// A part stored by [`MultipartStore::put_part`], as its upload's completion needs it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedPart {
+    /// What the store knows the part by (S3: its `ETag`).
+    pub id: String,
+    /// Its length in bytes.
+    pub size: u64,
+}
+
+/// The parts a [`MultipartStore`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartLimits {
+    /// The smallest part but an upload's last, which may be shorter (S3: 5 MiB).
+    pub min_size: u64,
+    /// The largest part (a store may hold a part in memory while it sends it).
+    pub max_size: u64,
+    /// The most parts of one upload (S3: 10 000).
+    pub max_parts: u64,
+}
+
+impl PartLimits {
+    /// Limits from their values.
+    pub const fn new(min_size: u64, max_size: u64, max_parts: u64) -> Self {
+        Self { min_size, max_size, max_parts }
+    }
+}
+
+/// Objects made of numbered parts that are uploaded independently — in any order, in parallel,
+/// from any process — and joined by the store when the upload completes, without the bytes
+/// being written twice: S3's multipart uploads, as object_store's stateless
+/// [`MultipartStore`](https://docs.rs/object_store/latest/object_store/multipart/trait.MultipartStore.html)
+/// offers them. The chunked API stores chunk `n` as part `n` when the chunk size fits the
+/// store's [`limits`](Self::limits).
+///
+/// The store keeps no state of its own: `create` returns the upload's [`ResumableState`] and
+/// `put_part` the part's [`UploadedPart`], which the caller records and hands back.
+///
+/// Contract:
+/// - `create` starts an upload that becomes the object `key` once `complete`d; until then the
+///   object is not visible (an object already there stays as it was);
+/// - `put_part` stores exactly `length` bytes as part `index` (from 0; S3 numbers it
+///   `index + 1`), replacing a part stored under that index before; data that passes or falls
+///   short of `length` fails it ([`StoreError::LengthExceeded`], [`StoreError::Incomplete`]);
+/// - `parts` lists the parts the store holds, by index; [`StoreError::NotFound`] once the upload
+///   is completed or aborted;
+/// - `complete` makes the object of `parts` (index `i` at position `i`), atomically; completing
+///   again an upload completed before (a retry after a crash) describes the object;
+/// - `abort` discards the upload and its parts, and does not fail for an upload that is gone.
+///
+/// An upload a crash left unrecorded is found by the sweeper's reconciliation when the store
+/// lists it in [`ResumableStore::list_pending`] (S3 lists every multipart upload there).
+#[async_trait]
+pub trait MultipartStore: Send + Sync {
+    /// The parts this store takes.
+    fn limits(&self) -> PartLimits;
+
+    /// Starts an upload that becomes the object `key`.
+    async fn create(&self, key: &ObjectKey) -> Result<ResumableState, StoreError>;
+
+    /// Stores `data`, which must be `length` bytes, as part `index` of the upload.
+    async fn put_part(
+        &self,
+        key: &ObjectKey,
+        state: &ResumableState,
+        index: u64,
+        data: ByteStream<'_>,
+        length: u64,
+    ) -> Result<UploadedPart, StoreError>;
+
+    /// The parts the upload holds, by index.
+    async fn parts(&self, key: &ObjectKey, state: &ResumableState) -> Result<BTreeMap<u64, UploadedPart>, StoreError>;
+
+    /// Makes the object `key` of `parts`, in order.
+    async fn complete(&self, key: &ObjectKey, state: &ResumableState, parts: &[UploadedPart]) -> Result<ObjectMeta, StoreError>;
+
+    /// Discards the upload.
+    async fn abort(&self, key: &ObjectKey, state: &ResumableState) -> Result<(), StoreError>;
+}
+
+/// URLs that let a client read an object from the store itself, signed with the store's
+/// credentials, so that a download need not pass through the server (S3's presigned `GET`, as
+/// object_store's
+/// [`Signer`](https://docs.rs/object_store/latest/object_store/signer/trait.Signer.html) makes
+/// them). Whoever holds such a URL can read the object until it expires: hand one out only
+/// after deciding that the requester may read the object.
+#[async_trait]
+pub trait Signer: Send + Sync {
+    /// A URL that answers a `GET` (with `Range`, if the client sends one) with the object `key`,
+    /// valid for `expires_in`.
+    async fn signed_get(&self, key: &ObjectKey, expires_in: Duration) -> Result<String, StoreError>;
 }
 
 /// Reading an unfinished resumable upload's bytes (a checksum trailer is checked by reading back

@@ -7,11 +7,15 @@
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use intake::{
-    BoxError, UploadId,
+    BoxError, Problem, UploadId, Uploads,
+    hooks::{AccessRequest, CreateRequest, Hooks},
+    rate_limit::RateLimitLayer,
     state::{MemoryLocker, MemoryState, Protocol, StateStore, UploadRecord, sweep::Sweeper},
     storage::{ByteStream, KeyPrefix, ObjectKey, PutOptions, ResumableState, ResumableStore, S3, Store, StoreError},
 };
-use std::{sync::Arc, time::Duration};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 const MIB: usize = 1 << 20;
 
@@ -233,6 +237,31 @@ async fn the_sweeper_removes_orphaned_uploads_and_tails() {
     store.append(&orphan, &orphan_state, 0, chunks(b"orphan bytes", 5)).await.unwrap();
     let stray = key(&prefix).tail(4).unwrap();
     store.put(&stray, chunks(b"stray", 5), PutOptions::default()).await.unwrap();
+    // Chunked uploads whose chunks are parts of the file's multipart upload: a live one, and
+    // one expired (its record is removed and its multipart upload aborted).
+    let mut chunked = Vec::new();
+    for expires_at in [None, Some(0)] {
+        let protocol = Protocol::Chunked { chunk_size: 5 * MIB as u64, chunks: [0].into(), parts: Some(Default::default()) };
+        let mut record = UploadRecord::new(UploadId::random(), protocol, Some(6 * MIB as u64), Default::default());
+        record.key_prefix = Some(prefix.clone());
+        record.expires_at = expires_at;
+        record.storage = intake::storage::MultipartStore::create(store.as_ref(), &record.key()).await.unwrap();
+        let part = intake::storage::MultipartStore::put_part(
+            store.as_ref(),
+            &record.key(),
+            &record.storage,
+            0,
+            chunks(&data(5 * MIB, 4), MIB),
+            5 * MIB as u64,
+        )
+        .await
+        .unwrap();
+        if let Protocol::Chunked { parts: Some(parts), .. } = &mut record.protocol {
+            parts.insert(0, part);
+        }
+        state.insert(&record).await.unwrap();
+        chunked.push(record);
+    }
     let sweeper = Sweeper::new(state.clone(), store.clone(), Arc::new(MemoryLocker::new()))
         .orphans_after(Some(Duration::ZERO))
         .reconcile_every(Duration::ZERO);
@@ -240,14 +269,213 @@ async fn the_sweeper_removes_orphaned_uploads_and_tails() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let report = sweeper.sweep().await.unwrap();
     // The orphan's tail goes with its upload; the stray tail is an orphaned object.
-    assert_eq!((report.orphans, report.orphaned_objects), (1, 1), "{report:?}");
+    assert_eq!((report.orphans, report.orphaned_objects, report.expired), (1, 1, 1), "{report:?}");
     assert_eq!(pending(&store, &orphan).await, 0, "the orphaned multipart upload is aborted");
     assert_eq!(pending(&store, &live.key()).await, 1, "the live one stays");
+    assert_eq!(pending(&store, &chunked[0].key()).await, 1, "a live chunked upload's multipart upload stays");
+    assert_eq!(pending(&store, &chunked[1].key()).await, 0, "an expired one's is aborted");
+    assert!(state.get(&chunked[1].id).await.unwrap().is_none());
+    intake::storage::MultipartStore::abort(store.as_ref(), &chunked[0].key(), &chunked[0].storage).await.unwrap();
     let left = listed(&store, &prefix).await;
     assert_eq!(left, vec![live.key().tail(1).unwrap().to_string()], "only the live upload's tail stays");
     assert_eq!(store.offset(&live.key(), &live.storage).await.unwrap(), 10);
     store.abort(&live.key(), &live.storage).await.unwrap();
     assert!(listed(&store, &prefix).await.is_empty());
+}
+
+/// The upload router on `store`, serving on a loopback port: each upload belongs to the tenant
+/// its `X-Tenant` header names (`public` without one), is kept under `{prefix}/{tenant}/`, and
+/// only that tenant may touch it (anyone else gets `404`). Returns the router's base URL.
+async fn serve(store: S3, prefix: &KeyPrefix, uploads: impl FnOnce(Uploads) -> Uploads) -> String {
+    let tenant = |headers: &http::HeaderMap| headers.get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or("public").to_owned();
+    let prefix = prefix.clone();
+    let hooks = Hooks::new()
+        .pre_create(move |mut create: CreateRequest| {
+            let prefix = prefix.clone();
+            async move {
+                let tenant = tenant(&create.headers);
+                create.key_prefix = KeyPrefix::new(&format!("{}/{tenant}", prefix.as_str()));
+                create.owner = Some(tenant);
+                Ok(create)
+            }
+        })
+        .authorize(move |access: AccessRequest| async move {
+            match access.owner.as_deref() == Some(tenant(&access.headers).as_str()) {
+                true => Ok(()),
+                false => Err(Problem::new(http::StatusCode::NOT_FOUND, "upload_not_found", "no upload or file with this id")),
+            }
+        });
+    let uploads = uploads(Uploads::new(store).hooks(hooks).rate_limit(RateLimitLayer::disabled()));
+    let app = axum::Router::new().nest("/upload", uploads.into_router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    format!("http://{addr}/upload")
+}
+
+async fn json_of(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: {text}")))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The chunked API on S3 with 5 MiB chunks: each chunk goes straight into the file's multipart
+/// upload as its part (in parallel, out of order, one sent twice at once and one again later),
+/// so no chunk object is ever written and completion copies nothing: the file's ETag says it
+/// was made of the 6 chunk parts, where a copy through the store's 8 MiB puts would have 4.
+#[tokio::test]
+async fn chunks_of_five_mib_become_the_parts_of_the_file() {
+    let Some(server) = server() else { return };
+    let store = S3::builder(&server.bucket)
+        .endpoint(&server.endpoint)
+        .allow_http(true)
+        .part_size(8 * MIB)
+        .concurrency(3)
+        .build()
+        .unwrap();
+    let prefix = prefix();
+    let base = serve(store.clone(), &prefix, |u| u).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let bytes = data(25 * MIB + 1234, 7);
+    let pieces: Vec<&[u8]> = bytes.chunks(5 * MIB).collect();
+    assert_eq!(pieces.len(), 6);
+    let init = json!({"filename": "parts.bin", "total_size": bytes.len(), "chunk_size": 5 * MIB});
+    let (status, started) = json_of(client.post(format!("{base}/chunked/init")).json(&init).send().await.unwrap()).await;
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_str().unwrap().to_owned();
+    let key = ObjectKey::new(&format!("{}/public/{id}", prefix.as_str())).unwrap();
+    assert_eq!(key.owner_id().map(|(owner, _)| owner.to_string()), Some(id.clone()), "the sweeper finds the record by the key");
+    let send = |n: usize| {
+        let (client, url) = (client.clone(), format!("{base}/chunked/chunk?upload_id={id}&chunk={n}"));
+        let body = pieces[n].to_vec();
+        async move {
+            let res = client.post(url).body(body).send().await.unwrap();
+            let (status, answer) = json_of(res).await;
+            assert_eq!(status, 200, "chunk {n}: {answer}");
+        }
+    };
+    // The last chunk first, then four at once (chunk 2 twice), then the rest.
+    send(5).await;
+    futures_util::future::join_all([send(3), send(2), send(2), send(1)]).await;
+    assert!(listed(&store, &prefix).await.is_empty(), "no chunk is an object of its own");
+    let pending: Vec<_> = store.list_pending().try_filter(|p| std::future::ready(p.key == key)).try_collect().await.unwrap();
+    assert_eq!(pending.len(), 1, "the file's multipart upload");
+    let held = intake::storage::MultipartStore::parts(&store, &key, &pending[0].state).await.unwrap();
+    let sizes: Vec<(u64, u64)> = held.iter().map(|(n, p)| (*n, p.size)).collect();
+    assert_eq!(sizes, [(1, 5 * MIB as u64), (2, 5 * MIB as u64), (3, 5 * MIB as u64), (5, 1234)], "chunk n is part n");
+    let (status, early) = json_of(client.post(format!("{base}/chunked/complete?upload_id={id}")).send().await.unwrap()).await;
+    assert_eq!((status, &early["missing_chunks"]), (409, &json!([0, 4])), "{early}");
+    send(0).await;
+    send(4).await;
+    send(3).await; // a retry of a chunk that arrived: a success, nothing stored
+    let (status, done) = json_of(client.post(format!("{base}/chunked/complete?upload_id={id}")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["sha256"], sha256_hex(&bytes), "the SHA-256 of the file, read back past the chunks hashed in order");
+    assert_eq!(done["size"], bytes.len());
+    let got = client.get(format!("{base}/files/{id}")).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(got.bytes().await.unwrap() == bytes, "the file is the chunks in order");
+    assert_eq!(listed(&store, &prefix).await, vec![key.to_string()], "only the file is left");
+    assert_eq!(pending_of(&store, &key).await, 0, "the multipart upload was completed");
+    let etag = etag(&server, &key).await;
+    assert!(etag.trim_matches('"').ends_with("-6"), "made of the 6 chunk parts, not copied: {etag}");
+    // Completing again answers the same file.
+    let (status, again) = json_of(client.post(format!("{base}/chunked/complete?upload_id={id}")).send().await.unwrap()).await;
+    assert_eq!((status, &again["sha256"]), (200, &done["sha256"]));
+
+    // Chunks sent in order carry the hash: nothing is read back, and the digest is the same.
+    let init = json!({"filename": "ordered.bin", "total_size": 10 * MIB + 5, "chunk_size": 5 * MIB});
+    let (_, started) = json_of(client.post(format!("{base}/chunked/init")).json(&init).send().await.unwrap()).await;
+    let ordered = data(10 * MIB + 5, 8);
+    let id = started["id"].as_str().unwrap();
+    for (n, piece) in ordered.chunks(5 * MIB).enumerate() {
+        let res =
+            client.post(format!("{base}/chunked/chunk?upload_id={id}&chunk={n}")).body(piece.to_vec()).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let (status, done) = json_of(client.post(format!("{base}/chunked/complete?upload_id={id}")).send().await.unwrap()).await;
+    assert_eq!((status, done["sha256"].as_str()), (200, Some(sha256_hex(&ordered).as_str())));
+    for file in listed(&store, &prefix).await {
+        store.delete(&ObjectKey::new(&file).unwrap()).await.unwrap();
+    }
+}
+
+async fn pending_of(store: &S3, key: &ObjectKey) -> usize {
+    pending(store, key).await
+}
+
+/// The object's ETag, as S3 reports it.
+async fn etag(server: &Server, key: &ObjectKey) -> String {
+    let raw = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(&server.bucket)
+        .with_endpoint(&server.endpoint)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let meta = object_store::ObjectStoreExt::head(&raw, &object_store::path::Path::from(key.as_str())).await.unwrap();
+    meta.e_tag.expect("an ETag")
+}
+
+/// With `download_redirect`, a download the authorisation hook allows answers `307` to a
+/// presigned URL of S3 (which reqwest follows to the bytes, with a range too); another tenant
+/// still gets `404` and no URL; `HEAD`, and a router without the setting, answer as before.
+#[tokio::test]
+async fn downloads_redirect_to_a_presigned_url_once_allowed() {
+    let Some(server) = server() else { return };
+    let prefix = prefix();
+    // Two routers on one catalog: one redirects, one does not.
+    let state: Arc<dyn StateStore> = Arc::new(MemoryState::new());
+    let shared = state.clone();
+    let redirecting = serve(store(&server), &prefix, |u| u.state_arc(shared).download_redirect(Duration::from_secs(60))).await;
+    let streaming = serve(store(&server), &prefix, |u| u.state_arc(state)).await;
+    let follow = reqwest::Client::builder().no_proxy().build().unwrap();
+    let stay = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let bytes = data(6 * MIB + 99, 9);
+    let res = follow
+        .post(format!("{redirecting}/raw?name=r.bin"))
+        .header("x-tenant", "acme")
+        .header("content-type", "application/octet-stream")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = json_of(res).await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["files"][0]["id"].as_str().unwrap().to_owned();
+    let url = format!("{redirecting}/files/{id}");
+
+    let res = stay.get(&url).header("x-tenant", "acme").send().await.unwrap();
+    assert_eq!(res.status(), 307);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/{}/", server.endpoint, server.bucket)), "{location}");
+    assert!(location.contains("X-Amz-Signature=") && location.contains("X-Amz-Expires=60"), "{location}");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let res = follow.get(&url).header("x-tenant", "acme").send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.url().port()), (200, reqwest::Url::parse(&location).unwrap().port()));
+    assert!(res.bytes().await.unwrap() == bytes, "the redirect is followed to the bytes");
+    let res = follow.get(&url).header("x-tenant", "acme").header("range", "bytes=5242870-5242889").send().await.unwrap();
+    assert_eq!(res.status(), 206);
+    assert!(res.bytes().await.unwrap() == bytes[5_242_870..5_242_890], "a range, from S3");
+
+    let res = stay.get(&url).header("x-tenant", "other").send().await.unwrap();
+    assert_eq!(res.status(), 404, "another tenant is not redirected");
+    assert!(res.headers().get("location").is_none());
+    assert!(res.text().await.unwrap().contains("upload_not_found"));
+    let res = stay.head(&url).header("x-tenant", "acme").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"].to_str().unwrap(), bytes.len().to_string(), "HEAD is answered here");
+
+    let res = stay.get(format!("{streaming}/files/{id}")).header("x-tenant", "acme").send().await.unwrap();
+    assert_eq!(res.status(), 200, "without the setting the bytes stream");
+    assert!(res.headers().get("location").is_none());
+    assert_eq!(res.headers()["content-disposition"], "attachment; filename=\"r.bin\"; filename*=UTF-8''r%2Ebin");
+    assert!(res.bytes().await.unwrap() == bytes);
+    store(&server).delete(&ObjectKey::new(&format!("{}/acme/{id}", prefix.as_str())).unwrap()).await.unwrap();
+    assert!(listed(&store(&server), &prefix).await.is_empty());
 }
 
 /// Wrong credentials are a refusal (`502`), an address nobody answers is unavailability (`503`).

@@ -6,7 +6,9 @@
 # and runs:
 #   - the Rust tests (storage conformance suite and the store's own tests) on it, required;
 #   - tus-js-client and tuspy uploads in 1 MiB chunks resumed by a second server process;
-#   - the chunked API with chunks in parallel;
+#   - the chunked API with chunks in parallel: 1 MiB chunks joined by a copy, 5 MiB chunks sent
+#     as the parts of the file's multipart upload (no copy: checked with boto3);
+#   - downloads redirected to a presigned GET (INTAKE_DOWNLOAD_REDIRECT_SECS), followed by urllib;
 #   - kill -9 of the server mid-upload, then resume;
 #   - SeaweedFS stopped mid-upload: a clean 503, then resumed once it is back;
 #   - wrong credentials: 502 storage_refused with a clear log line, nothing written;

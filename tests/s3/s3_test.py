@@ -305,7 +305,8 @@ def scenario_tuspy_resumed_by_a_second_server(ctx):
 
 
 def scenario_chunked_api_with_chunks_in_parallel(ctx):
-    """The chunked JSON API: 11 chunks of 1 MiB sent 4 at a time, out of order, then joined."""
+    """The chunked JSON API: 11 chunks of 1 MiB (too small for S3 parts: stored as objects of
+    their own) sent 4 at a time, out of order, then joined."""
     data = test_bytes(10 * MIB + 4321, b"chunked")
     init = json.dumps({"filename": "chunked.bin", "total_size": len(data), "chunk_size": MIB})
     status, _, body = request(ctx.server, "POST", "/chunked/init", body=init, headers={"Content-Type": "application/json"})
@@ -326,6 +327,78 @@ def scenario_chunked_api_with_chunks_in_parallel(ctx):
     assert answer.get("sha256") == sha256(data), answer
     assert download(ctx.server, answer["id"]) == data
     assert_nothing_left_but_the_file(ctx.weed, answer["id"])
+
+
+def scenario_chunked_api_with_chunks_of_five_mib_as_parts(ctx):
+    """The chunked JSON API with 5 MiB chunks: each chunk goes straight into the file's multipart
+    upload as part n + 1 (4 at a time, out of order, one sent twice at once, one again later):
+    before completion S3 holds those parts and no chunk object; after it, a file whose ETag says
+    it was made of the 7 chunk parts (a copy through the server's 8 MiB puts would have 5), whose
+    part 1 is chunk 0, whose bytes and SHA-256 are right, and nothing else."""
+    data = test_bytes(32 * MIB + 777, b"parts")
+    chunk = 5 * MIB
+    init = json.dumps({"filename": "parts.bin", "total_size": len(data), "chunk_size": chunk})
+    status, _, body = request(ctx.server, "POST", "/chunked/init", body=init, headers={"Content-Type": "application/json"})
+    assert status == 201, f"init -> {status}: {body!r}"
+    upload_id = json.loads(body)["id"]
+    key = upload_key(upload_id)
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    assert len(chunks) == 7
+
+    def send(n):
+        status, _, body = request(ctx.server, "POST", f"/chunked/chunk?upload_id={upload_id}&chunk={n}", body=chunks[n],
+                                  headers={"Content-Type": "application/octet-stream"})
+        assert status == 200, f"chunk {n} -> {status}: {body!r}"
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(send, [6, 4, 4, 3, 2, 1]))
+    s3 = ctx.weed.client()
+    assert s3_keys(ctx.weed, key) == [], f"no chunk is an object: {s3_keys(ctx.weed, key)}"
+    assert s3_pending(ctx.weed, key) == [key], "one multipart upload, under the file's key"
+    upload = s3.list_multipart_uploads(Bucket=ctx.weed.bucket, Prefix=key)["Uploads"][0]
+    parts = s3.list_parts(Bucket=ctx.weed.bucket, Key=key, UploadId=upload["UploadId"])["Parts"]
+    # (SeaweedFS lists a part number twice when two uploads of it ran at once; S3 keeps one.)
+    assert sorted({(p["PartNumber"], p["Size"]) for p in parts}) == [(n + 1, len(chunks[n])) for n in (1, 2, 3, 4, 6)], parts
+    send(0)
+    send(5)
+    send(2)  # a retry of a chunk that arrived: a success, nothing stored
+    status, _, body = request(ctx.server, "POST", f"/chunked/complete?upload_id={upload_id}")
+    assert status == 200, f"complete -> {status}: {body!r}"
+    answer = json.loads(body)
+    assert answer.get("sha256") == sha256(data), answer
+    assert download(ctx.server, answer["id"]) == data
+    head = s3.head_object(Bucket=ctx.weed.bucket, Key=key)
+    assert head["ETag"].strip('"').endswith("-7"), f"made of the 7 chunk parts, not copied: {head['ETag']}"
+    first = s3.head_object(Bucket=ctx.weed.bucket, Key=key, PartNumber=1)
+    assert first["ContentLength"] == chunk, f"part 1 is chunk 0: {first['ContentLength']}"
+    assert_nothing_left_but_the_file(ctx.weed, answer["id"])
+    log(f"chunked as parts: ETag {head['ETag']}, parts before completion {[p['PartNumber'] for p in parts]}")
+
+
+def scenario_downloads_redirect_to_a_presigned_get(ctx):
+    """A server with INTAKE_DOWNLOAD_REDIRECT_SECS: a download its tenant may make answers 307
+    to a presigned GET (Cache-Control: no-store), which urllib follows to the bytes; another
+    tenant gets 404 and no URL."""
+    state_dir = tempfile.mkdtemp(dir=ctx.tmp)
+    server = Server(ctx.binary, ctx.weed, state_dir, INTAKE_DOWNLOAD_REDIRECT_SECS="60").start()
+    try:
+        data = test_bytes(3 * MIB + 5, b"redirect")
+        status, _, body = request(server, "POST", "/raw?name=r.bin", body=data,
+                                  headers={"Content-Type": "application/octet-stream", "X-Tenant": "acme"})
+        assert status == 201, f"raw -> {status}: {body[:300]!r}"
+        file_id = json.loads(body)["files"][0]["id"]
+        status, headers, _ = request(server, "GET", f"/files/{file_id}", headers={"X-Tenant": "acme"})
+        assert status == 307, status
+        assert headers["location"].startswith(f"{ctx.weed.endpoint}/{ctx.weed.bucket}/tenants/acme/{file_id}?"), headers["location"]
+        assert headers.get("cache-control") == "no-store", headers
+        req = urllib.request.Request(f"{server.base}{PREFIX}/files/{file_id}", headers={"X-Tenant": "acme"})
+        with urllib.request.urlopen(req, timeout=60) as res:
+            assert res.url.startswith(ctx.weed.endpoint), f"followed to S3: {res.url}"
+            assert res.read() == data, "the presigned GET yields the bytes"
+        status, headers, body = request(server, "GET", f"/files/{file_id}", headers={"X-Tenant": "other"})
+        assert status == 404 and "location" not in headers and problem_code(body) == "upload_not_found", (status, headers)
+    finally:
+        server.stop()
 
 
 def scenario_kill_9_mid_upload_then_resume(ctx):
@@ -471,6 +544,8 @@ SCENARIOS = [
     scenario_tus_js_client_resumed_by_a_second_server,
     scenario_tuspy_resumed_by_a_second_server,
     scenario_chunked_api_with_chunks_in_parallel,
+    scenario_chunked_api_with_chunks_of_five_mib_as_parts,
+    scenario_downloads_redirect_to_a_presigned_get,
     scenario_kill_9_mid_upload_then_resume,
     scenario_seaweedfs_stopped_mid_upload,
     scenario_wrong_credentials,

@@ -87,6 +87,34 @@ impl Api {
         }
     }
 
+    /// The parts the multipart upload `upload_id` of `key` holds: `(part number, ETag, size)`,
+    /// page by page.
+    pub(super) async fn parts(&self, key: &ObjectKey, upload_id: &str) -> Result<Vec<(u64, String, u64)>, StoreError> {
+        let (mut found, mut marker) = (Vec::new(), String::new());
+        loop {
+            let mut query = vec![("uploadId", upload_id)];
+            if !marker.is_empty() {
+                query.push(("part-number-marker", &marker));
+            }
+            query.sort();
+            let body = self.get(&format!("/{key}"), &query).await?;
+            let text = String::from_utf8_lossy(&body);
+            let (mut top, parts) = fields(&text, "Part");
+            for part in parts {
+                let number = part.get("PartNumber").and_then(|n| n.parse().ok());
+                let size = part.get("Size").and_then(|n| n.parse().ok());
+                if let (Some(number), Some(etag), Some(size)) = (number, part.get("ETag"), size) {
+                    found.push((number, etag.clone(), size));
+                }
+            }
+            let next = top.remove("NextPartNumberMarker").unwrap_or_default();
+            if top.get("IsTruncated").is_none_or(|v| v != "true") || next.is_empty() || next == marker {
+                return Ok(found);
+            }
+            marker = next;
+        }
+    }
+
     /// Every pending multipart upload in the bucket, page by page.
     pub(super) async fn pending(&self) -> Result<Vec<Pending>, StoreError> {
         let (mut found, mut key_marker, mut id_marker) = (Vec::new(), String::new(), String::new());

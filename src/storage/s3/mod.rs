@@ -7,6 +7,8 @@
 //! | [`get`](Store::get) | `GetObject`, streamed, with `Range` (and a `HeadObject` to check the range) |
 //! | [`head`](Store::head), [`delete`](Store::delete), [`list`](Store::list) | `HeadObject`, `DeleteObject`, `ListObjectsV2` |
 //! | [resumable uploads](ResumableStore) | a multipart upload per upload, plus a *tail* object `{key}.tail-{n}` for bytes too few for a part (see [`resumable`](self#resumable-uploads)) |
+//! | [uploads of parts](MultipartStore) | `CreateMultipartUpload`, `UploadPart` (part `index + 1`, held in memory while it is sent: 5 MiB up to `part_size × (concurrency + 1)`), `ListParts`, `CompleteMultipartUpload`, `AbortMultipartUpload` |
+//! | [presigned `GET`s](Signer) | none: a SigV4 query-string signature made locally |
 //!
 //! A put holds at most `part_size × (concurrency + 1)` bytes of a body: `concurrency` parts on
 //! their way to S3 and one being filled. What object_store cannot send (`ListParts`,
@@ -26,7 +28,7 @@
 //! the last part, kept as an object of their own until they fill a part. Each append reads the
 //! tail back, sends full parts as the bytes stream in, and writes what is left as a *new* tail
 //! object; completing uploads the tail as the last part. Everything an upload is made of is named
-//! by its [`ResumableState`], which the engine records after every append, so any process
+//! by its [`ResumableState`](super::ResumableState), which the engine records after every append, so any process
 //! continues it. The state is JSON:
 //!
 //! ```json
@@ -61,11 +63,13 @@
 //! ```
 
 mod api;
+mod multipart;
 mod put;
 mod resumable;
 
 use super::{
-    ByteStream, GetResult, KeyPrefix, ObjectKey, ObjectMeta, PutOptions, ResumableStore, Store, StoreError, resolve_range,
+    ByteStream, GetResult, KeyPrefix, MultipartStore, ObjectKey, ObjectMeta, PutOptions, ResumableStore, Signer, Store,
+    StoreError, resolve_range,
 };
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
@@ -81,7 +85,8 @@ pub const MIN_PART_SIZE: usize = 5 << 20;
 /// The largest part S3 accepts.
 pub const MAX_PART_SIZE: usize = 5 << 30;
 
-/// An S3 bucket as a [`Store`] with [resumable uploads](ResumableStore). See the
+/// An S3 bucket as a [`Store`] with [resumable uploads](ResumableStore),
+/// [uploads of parts](MultipartStore) and [presigned `GET`s](Signer). See the
 /// [module docs](self).
 #[derive(Clone)]
 pub struct S3 {
@@ -346,6 +351,14 @@ impl Store for S3 {
     }
 
     fn resumable(&self) -> Option<&dyn ResumableStore> {
+        Some(self)
+    }
+
+    fn multipart(&self) -> Option<&dyn MultipartStore> {
+        Some(self)
+    }
+
+    fn signer(&self) -> Option<&dyn Signer> {
         Some(self)
     }
 }

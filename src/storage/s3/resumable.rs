@@ -275,7 +275,6 @@ impl ResumableStore for S3 {
         if let Some(tail) = &start.tail {
             buffer.push(&self.read_tail(key, tail).await?);
         }
-        buffer.push(&first);
         let mut parts = Parts {
             s3: self.clone(),
             path: Self::path(key),
@@ -287,15 +286,24 @@ impl ResumableStore for S3 {
             failure: None,
         };
         let mut body_failure = None;
+        let mut chunk = first;
         'body: loop {
-            while let Some(part) = buffer.next_part() {
-                if !parts.send(part).await {
-                    break 'body;
+            // Each part filled is sent before the rest of the chunk starts the next one.
+            let mut rest = &chunk[..];
+            loop {
+                while let Some(part) = buffer.next_part() {
+                    if !parts.send(part).await {
+                        break 'body;
+                    }
                 }
+                if rest.is_empty() {
+                    break;
+                }
+                rest = &rest[buffer.fill(rest)..];
             }
             match data.next().await {
                 None => break,
-                Some(Ok(chunk)) => buffer.push(&chunk),
+                Some(Ok(next)) => chunk = next,
                 Some(Err(e)) => {
                     body_failure = Some(StoreError::Body(e));
                     break;
