@@ -39,11 +39,13 @@ fn rows() -> Vec<Row> {
     let mut rows = vec![
         Row::new("bare", "bare axum (multer, one new file each), disk", Kind::Bare),
         Row::new("full", "intake, full stack (SHA-256, LocalDisk), disk", Kind::Full),
+        Row::new("full-redb", "intake, catalog in RedbState, disk", Kind::FullRedb),
     ];
     if let Some(shm) = common::tmpfs_root() {
         rows.extend([
             Row::new("bare@tmpfs", "bare axum, tmpfs", Kind::Bare).root(shm.clone()),
             Row::new("full@tmpfs", "intake, full stack, tmpfs", Kind::Full).root(shm.clone()),
+            Row::new("full-redb@tmpfs", "intake, catalog in RedbState, tmpfs", Kind::FullRedb).root(shm.clone()),
         ]);
         if common::diag() {
             rows.extend([

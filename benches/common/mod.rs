@@ -128,6 +128,8 @@ pub enum Kind {
     FullFsync,
     /// The same over `InMemory`: layers and protocol without a file system (small uploads only).
     FullMemory,
+    /// The same with the catalog in `RedbState`, as `uploads_router()` and the example server.
+    FullRedb,
     /// The real router with upload state in `RedbState` (as `uploads_router()`), for tus.
     Tus,
     /// The same without hashing.
@@ -147,8 +149,9 @@ pub enum Kind {
     BareShaFsync,
 }
 
-const KINDS: [Kind; 12] = [
+const KINDS: [Kind; 13] = [
     Kind::Full,
+    Kind::FullRedb,
     Kind::FullNoHash,
     Kind::FullFsync,
     Kind::FullMemory,
@@ -169,6 +172,7 @@ impl Kind {
             Kind::FullNoHash => "full-nohash",
             Kind::FullFsync => "full-fsync",
             Kind::FullMemory => "full-memory",
+            Kind::FullRedb => "full-redb",
             Kind::Tus => "tus",
             Kind::TusNoHash => "tus-nohash",
             Kind::TusMemState => "tus-memstate",
@@ -259,7 +263,7 @@ fn full_router(kind: Kind, dir: PathBuf) -> Router {
     if !kind.hashes() {
         uploads = uploads.algorithms([]);
     }
-    if matches!(kind, Kind::Tus | Kind::TusNoHash) {
+    if matches!(kind, Kind::Tus | Kind::TusNoHash | Kind::FullRedb) {
         uploads = uploads.state(RedbState::open(&state).expect("open state.redb"));
     }
     Router::new().nest("/upload", uploads.into_router())

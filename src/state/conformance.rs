@@ -21,7 +21,8 @@ fn record(expires_at: Option<u64>) -> UploadRecord {
     r
 }
 
-fn file(id: UploadId) -> FileRecord {
+/// A catalogue row for `id`, with every field set.
+pub(crate) fn file(id: UploadId) -> FileRecord {
     let mut digests = Digests::default();
     digests.insert("sha-256", &[0xab; 32]);
     FileRecord {

@@ -2,7 +2,11 @@ use super::{Change, FileRecord, StateError, StateStore, UploadRecord};
 use crate::id::UploadId;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::{path::Path, sync::Arc};
+use std::{
+    panic::AssertUnwindSafe,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 /// Records by id, as JSON.
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
@@ -20,10 +24,34 @@ const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
 /// returns. Progress within an upload (its hash checkpoint and refreshed expiry, written after
 /// every request) is committed without a flush of its own and made durable by the next durable
 /// commit: a crash may lose it, which costs a resumed upload some reading back, never a byte.
+///
+/// Writes that arrive while a commit is in progress (creations, completions, catalogue rows,
+/// removals from concurrent requests) are committed together in the next transaction, with one
+/// flush for all of them (group commit): each call still returns only once its own change is
+/// durable, but many small uploads at once share the flushes instead of queueing for one each.
 #[derive(Clone)]
 pub struct RedbState {
     db: Arc<Database>,
+    queue: Arc<Mutex<Queue>>,
 }
+
+/// A write waiting for the next grouped commit: it runs in that transaction and returns how to
+/// answer its caller once the commit is done. An `Err` is a failure of the store (the whole
+/// transaction is abandoned); a refusal of the write itself (the record exists) is an `Ok`
+/// answer that wrote nothing.
+type Job = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<Reply, StateError> + Send>;
+/// Answers a job's caller, given the commit's failure if it failed.
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// Writes waiting for a commit, and whether a committer is at work.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<(bool, Job)>,
+    committing: bool,
+}
+
+/// The most writes one transaction takes (each answer waits for its whole transaction).
+const MAX_GROUP: usize = 256;
 
 impl std::fmt::Debug for RedbState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,7 +72,75 @@ impl RedbState {
         txn.open_table(EXPIRY).map_err(StateError::backend)?;
         txn.open_table(FILES).map_err(StateError::backend)?;
         txn.commit().map_err(StateError::backend)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self { db: Arc::new(db), queue: Arc::default() })
+    }
+
+    /// Runs `write` in a write transaction shared with the other writes queued meanwhile, and
+    /// returns its answer once that transaction is committed (durably if `durable`, or if any
+    /// write of the group is). A write whose answer is an `Err` must have written nothing.
+    async fn write<T: Send + 'static>(
+        &self,
+        durable: bool,
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<Result<T, StateError>, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let answer = write(txn)?;
+            Ok(Box::new(move |failed: Option<&str>| {
+                let _ = tx.send(match failed {
+                    Some(e) => Err(StateError::backend(format!("the commit failed: {e}"))),
+                    None => answer,
+                });
+            }))
+        });
+        let lead = {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.jobs.push((durable, job));
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if lead {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.commit_queued());
+        }
+        // A job dropped unanswered was in a transaction that a failed write abandoned.
+        rx.await.map_err(|_| StateError::backend("the transaction this write was in failed"))?
+    }
+
+    /// Commits the queue, a group at a time, until it is empty.
+    fn commit_queued(&self) {
+        loop {
+            let group: Vec<_> = {
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if queue.jobs.is_empty() {
+                    queue.committing = false;
+                    return;
+                }
+                let n = queue.jobs.len().min(MAX_GROUP);
+                queue.jobs.drain(..n).collect()
+            };
+            // A panic in a write must not leave the queue without a committer: it fails its group.
+            let mut replies = Vec::with_capacity(group.len());
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.commit_group(group, &mut replies)))
+                .unwrap_or_else(|_| Err(StateError::backend("a write panicked")));
+            let failed = outcome.err().map(|e| {
+                tracing::error!(error = %e, writes = replies.len(), "a grouped state commit failed");
+                e.to_string()
+            });
+            for reply in replies {
+                reply(failed.as_deref());
+            }
+        }
+    }
+
+    fn commit_group(&self, group: Vec<(bool, Job)>, replies: &mut Vec<Reply>) -> Result<(), StateError> {
+        let mut txn = self.db.begin_write().map_err(StateError::backend)?;
+        if !group.iter().any(|(durable, _)| *durable) {
+            txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
+        }
+        for (_, job) in group {
+            replies.push(job(&txn)?);
+        }
+        txn.commit().map_err(StateError::backend)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -105,13 +201,11 @@ fn get_in(txn: &redb::WriteTransaction, id: &UploadId) -> Result<Option<UploadRe
 impl StateStore for RedbState {
     async fn insert(&self, record: &UploadRecord) -> Result<(), StateError> {
         let record = record.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(StateError::backend)?;
-            if get_in(&txn, &record.id)?.is_some() {
-                return Err(StateError::AlreadyExists(record.id));
+        self.write(true, move |txn| {
+            if get_in(txn, &record.id)?.is_some() {
+                return Ok(Err(StateError::AlreadyExists(record.id)));
             }
-            put(&txn, &record, None)?;
-            txn.commit().map_err(StateError::backend)
+            put(txn, &record, None).map(Ok)
         })
         .await
     }
@@ -181,9 +275,8 @@ impl StateStore for RedbState {
 
     async fn remove(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
         let id = id.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(StateError::backend)?;
-            let old = get_in(&txn, &id)?;
+        self.write(true, move |txn| {
+            let old = get_in(txn, &id)?;
             if let Some(old) = &old {
                 txn.open_table(RECORDS).map_err(StateError::backend)?.remove(id.as_str()).map_err(StateError::backend)?;
                 if let Some(at) = old.expires_at {
@@ -191,8 +284,7 @@ impl StateStore for RedbState {
                     expiry.remove((at, id.as_str())).map_err(StateError::backend)?;
                 }
             }
-            txn.commit().map_err(StateError::backend)?;
-            Ok(old)
+            Ok(Ok(old))
         })
         .await
     }
@@ -220,16 +312,14 @@ impl StateStore for RedbState {
 
     async fn insert_file(&self, file: &FileRecord) -> Result<(), StateError> {
         let file = file.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(StateError::backend)?;
+        self.write(true, move |txn| {
             {
                 let files = txn.open_table(FILES).map_err(StateError::backend)?;
                 if files.get(file.id.as_str()).map_err(StateError::backend)?.is_some() {
-                    return Err(StateError::AlreadyExists(file.id));
+                    return Ok(Err(StateError::AlreadyExists(file.id)));
                 }
             }
-            put_file(&txn, &file)?;
-            txn.commit().map_err(StateError::backend)
+            put_file(txn, &file).map(Ok)
         })
         .await
     }
@@ -244,15 +334,10 @@ impl StateStore for RedbState {
 
     async fn remove_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
         let id = id.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(StateError::backend)?;
-            let old = {
-                let mut files = txn.open_table(FILES).map_err(StateError::backend)?;
-                let old = files.remove(id.as_str()).map_err(StateError::backend)?;
-                old.map(|v| decode(v.value())).transpose()?
-            };
-            txn.commit().map_err(StateError::backend)?;
-            Ok(old)
+        self.write(true, move |txn| {
+            let mut files = txn.open_table(FILES).map_err(StateError::backend)?;
+            let old = files.remove(id.as_str()).map_err(StateError::backend)?;
+            old.map(|v| decode(v.value())).transpose().map(Ok)
         })
         .await
     }
@@ -276,15 +361,13 @@ impl StateStore for RedbState {
 
     async fn finish(&self, upload: &UploadId, file: &FileRecord) -> Result<Option<UploadRecord>, StateError> {
         let (upload, file) = (upload.clone(), file.clone());
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(StateError::backend)?;
-            let Some(old) = get_in(&txn, &upload)? else { return Ok(None) };
+        self.write(true, move |txn| {
+            let Some(old) = get_in(txn, &upload)? else { return Ok(Ok(None)) };
             let mut new = old.clone();
             new.mark_finished();
-            put(&txn, &new, Some(&old))?;
-            put_file(&txn, &file)?;
-            txn.commit().map_err(StateError::backend)?;
-            Ok(Some(new))
+            put(txn, &new, Some(&old))?;
+            put_file(txn, &file)?;
+            Ok(Ok(Some(new)))
         })
         .await
     }
@@ -299,6 +382,47 @@ mod tests {
     async fn conforms_on_a_single_thread() {
         let dir = tempfile::tempdir().unwrap();
         super::super::conformance::run(&RedbState::open(dir.path().join("uploads.redb")).unwrap()).await;
+    }
+
+    fn file(id: &UploadId) -> FileRecord {
+        super::super::conformance::file(id.clone())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_each_gets_its_own_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("uploads.redb");
+        let state = RedbState::open(&path).unwrap();
+        let ids: Vec<UploadId> = (0..200).map(|_| UploadId::random()).collect();
+        // Each id twice, at once: one insert of each wins, the other is told the row exists,
+        // whether or not both fell into one transaction.
+        let tries = ids.iter().chain(&ids).map(|id| {
+            let state = state.clone();
+            let record = file(id);
+            tokio::spawn(async move { state.insert_file(&record).await })
+        });
+        let results = futures_util::future::join_all(tries).await;
+        let (won, refused): (Vec<_>, Vec<_>) = results.into_iter().map(Result::unwrap).partition(Result::is_ok);
+        assert_eq!(won.len(), ids.len());
+        assert!(refused.iter().all(|r| matches!(r, Err(StateError::AlreadyExists(_)))), "{refused:?}");
+        drop(state);
+        let reopened = RedbState::open(&path).unwrap();
+        for id in &ids {
+            assert_eq!(reopened.get_file(id).await.unwrap(), Some(file(id)));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_fails_its_group_and_later_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = RedbState::open(dir.path().join("uploads.redb")).unwrap();
+        let panicked = state.write::<()>(true, |_| panic!("a bug in a write")).await;
+        assert!(matches!(panicked, Err(StateError::Backend(_))), "{panicked:?}");
+        let failed = state.write::<()>(true, |_| Err(StateError::backend("disk full"))).await;
+        assert!(matches!(failed, Err(StateError::Backend(_))), "{failed:?}");
+        let id = UploadId::random();
+        state.insert_file(&file(&id)).await.unwrap();
+        assert_eq!(state.get_file(&id).await.unwrap(), Some(file(&id)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
