@@ -99,48 +99,11 @@ impl RedbState {
             !std::mem::replace(&mut queue.committing, true)
         };
         if lead {
-            let this = self.clone();
-            tokio::task::spawn_blocking(move || this.commit_queued());
+            let (db, queue) = (self.db.clone(), self.queue.clone());
+            tokio::task::spawn_blocking(move || commit_queued(db, &queue));
         }
         // A job dropped unanswered was in a transaction that a failed write abandoned.
         rx.await.map_err(|_| StateError::backend("the transaction this write was in failed"))?
-    }
-
-    /// Commits the queue, a group at a time, until it is empty.
-    fn commit_queued(&self) {
-        loop {
-            let group: Vec<_> = {
-                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                if queue.jobs.is_empty() {
-                    queue.committing = false;
-                    return;
-                }
-                let n = queue.jobs.len().min(MAX_GROUP);
-                queue.jobs.drain(..n).collect()
-            };
-            // A panic in a write must not leave the queue without a committer: it fails its group.
-            let mut replies = Vec::with_capacity(group.len());
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.commit_group(group, &mut replies)))
-                .unwrap_or_else(|_| Err(StateError::backend("a write panicked")));
-            let failed = outcome.err().map(|e| {
-                tracing::error!(error = %e, writes = replies.len(), "a grouped state commit failed");
-                e.to_string()
-            });
-            for reply in replies {
-                reply(failed.as_deref());
-            }
-        }
-    }
-
-    fn commit_group(&self, group: Vec<(bool, Job)>, replies: &mut Vec<Reply>) -> Result<(), StateError> {
-        let mut txn = self.db.begin_write().map_err(StateError::backend)?;
-        if !group.iter().any(|(durable, _)| *durable) {
-            txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
-        }
-        for (_, job) in group {
-            replies.push(job(&txn)?);
-        }
-        txn.commit().map_err(StateError::backend)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -150,6 +113,52 @@ impl RedbState {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(StateError::backend)?
     }
+}
+
+/// Commits the queue, a group at a time, until it is empty. The database is let go before the
+/// last answers are sent, so that a caller who drops the store on its answer can open the file
+/// again at once.
+fn commit_queued(db: Arc<Database>, queue: &Mutex<Queue>) {
+    let take = || {
+        let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.jobs.is_empty() {
+            queue.committing = false;
+            return None;
+        }
+        let n = queue.jobs.len().min(MAX_GROUP);
+        Some(queue.jobs.drain(..n).collect::<Vec<_>>())
+    };
+    let mut db = Some(db);
+    let mut next = take();
+    while let Some(group) = next {
+        let mut replies = Vec::with_capacity(group.len());
+        // A panic in a write must not leave the queue without a committer: it fails its group.
+        let database = db.as_deref().expect("held until the queue is empty");
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| commit_group(database, group, &mut replies)))
+            .unwrap_or_else(|_| Err(StateError::backend("a write panicked")));
+        let failed = outcome.err().map(|e| {
+            tracing::error!(error = %e, writes = replies.len(), "a grouped state commit failed");
+            e.to_string()
+        });
+        next = take();
+        if next.is_none() {
+            db = None;
+        }
+        for reply in replies {
+            reply(failed.as_deref());
+        }
+    }
+}
+
+fn commit_group(db: &Database, group: Vec<(bool, Job)>, replies: &mut Vec<Reply>) -> Result<(), StateError> {
+    let mut txn = db.begin_write().map_err(StateError::backend)?;
+    if !group.iter().any(|(durable, _)| *durable) {
+        txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
+    }
+    for (_, job) in group {
+        replies.push(job(&txn)?);
+    }
+    txn.commit().map_err(StateError::backend)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
@@ -409,6 +418,20 @@ mod tests {
         let reopened = RedbState::open(&path).unwrap();
         for id in &ids {
             assert_eq!(reopened.get_file(id).await.unwrap(), Some(file(id)));
+        }
+    }
+
+    /// The committer lets the database go before it answers the last write: a store dropped on
+    /// its answer can be opened again at once (a restart in the same process, a test).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_dropped_after_a_write_opens_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("uploads.redb");
+        for _ in 0..200 {
+            let state = RedbState::open(&path).unwrap();
+            let id = UploadId::random();
+            state.insert_file(&file(&id)).await.unwrap();
+            drop(state);
         }
     }
 
