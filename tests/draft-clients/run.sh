@@ -41,21 +41,9 @@ timeout "${DRAFT_BUILD_TIMEOUT:-900}" cargo build --quiet --example server
 server_bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/server"
 
 port="${DRAFT_PORT:-$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')}"
-data_dir="$(mktemp -d)"
-server_log="$(mktemp)"
 # shellcheck source=../lib/server.sh
 . "$ROOT/tests/lib/server.sh"
-
-cleanup() {
-  local status=$?
-  stop_server
-  [ "$status" -eq 0 ] || show_server_log "$server_log"
-  rm -rf "$data_dir" "$server_log"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+server_scratch
 
 log "starting the server on 127.0.0.1:$port (storage in $data_dir)"
 # 32 MiB is plenty for the few MiB these tests send; the resumable routes keep their own rate

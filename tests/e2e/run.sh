@@ -47,21 +47,9 @@ if [ -n "${E2E_PORT:-}" ]; then
 else
   port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})' 2>/dev/null || echo 38080)"
 fi
-data_dir="$(mktemp -d)"
-server_log="$(mktemp)"
 # shellcheck source=../lib/server.sh
 . "$ROOT/tests/lib/server.sh"
-
-cleanup() {
-  local status=$?
-  stop_server
-  [ "$status" -eq 0 ] || show_server_log "$server_log"
-  rm -rf "$data_dir" "$server_log"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+server_scratch
 
 log "starting the server example on 127.0.0.1:$port (storage in $data_dir); the first build is slow"
 # Job control puts the background job in its own process group (id = its pid), so cleanup can

@@ -4,6 +4,7 @@
 #   wait_for_health URL SECONDS        until URL answers, the server dies, or time runs out
 #   stop_server                        TERM (its process group too, if it leads one), then KILL
 #   show_server_log FILE               its last lines, when a step failed
+#   server_scratch                     $data_dir and $server_log, cleaned up (and the server stopped) on exit
 
 server_pid=""
 
@@ -49,4 +50,23 @@ show_server_log() {
     log "last lines of the server's output:"
     tail -n 40 "$1" >&2 || true
   fi
+}
+
+# A fresh storage directory ($data_dir) and server log ($server_log), removed on exit, when the
+# server is stopped too (its log shown if the script failed). Replaces the caller's EXIT, INT and
+# TERM traps.
+server_scratch() {
+  data_dir="$(mktemp -d)"
+  server_log="$(mktemp)"
+  trap server_scratch_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+server_scratch_cleanup() {
+  local status=$?
+  stop_server
+  [ "$status" -eq 0 ] || show_server_log "$server_log"
+  rm -rf "$data_dir" "$server_log"
+  exit "$status"
 }

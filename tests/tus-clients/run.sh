@@ -68,21 +68,9 @@ timeout "${TUS_BUILD_TIMEOUT:-900}" cargo build --quiet --example server
 server_bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/server"
 
 port="${TUS_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
-data_dir="$(mktemp -d)"
-server_log="$(mktemp)"
 # shellcheck source=../lib/server.sh
 . "$ROOT/tests/lib/server.sh"
-
-cleanup() {
-  local status=$?
-  stop_server
-  [ "$status" -eq 0 ] || show_server_log "$server_log"
-  rm -rf "$data_dir" "$server_log"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+server_scratch
 
 start_server() { # prefix [public URL]
 log "starting the server on 127.0.0.1:$port under $1 (storage in $data_dir, max body $MAX_BODY, public URL ${2:-from Host})"
