@@ -293,10 +293,15 @@ impl Resumable {
                 return Err(inconsistent_length(length, complete));
             }
         }
+        // The first bytes are kept only while the window is open (`Some(None)` clears them once
+        // it is full): no later request reads them, and every request would otherwise carry
+        // twice the window's size in hex through each read and write of the record.
         let head = head.map(|mut head| {
-            head.extend_from_slice(&seen.lock().expect("head lock poisoned"));
-            head.truncate(new_offset.min(window) as usize);
-            crate::id::to_hex(&head)
+            (new_offset < window).then(|| {
+                head.extend_from_slice(&seen.lock().expect("head lock poisoned"));
+                head.truncate(new_offset as usize);
+                crate::id::to_hex(&head)
+            })
         });
         let expires_at = self.expires_at();
         record = self
@@ -306,7 +311,7 @@ impl Resumable {
                 rec.hash = saved.clone();
                 rec.expires_at = expires_at;
                 rec.unverified_from = None;
-                if head.is_some() {
+                if let Some(head) = &head {
                     rec.head = head.clone();
                 }
                 if detected.is_some() {

@@ -231,3 +231,27 @@ async fn the_whole_upload_digest_spans_every_patch() {
     let file = intake::state::StateStore::get_file(&state, &s.id("a")).await.unwrap().expect("catalogued");
     assert_eq!(file.digests.get("sha-256"), Some(sha256_hex(body).as_str()));
 }
+
+/// The record keeps the upload's first bytes only while the sniffing window (8 KiB by default)
+/// is open: past it, no request looks at them again, and carrying them would cost every later
+/// request their encoding (16 KiB of hex) several times over.
+#[tokio::test]
+async fn the_record_drops_the_first_bytes_once_the_window_is_full() {
+    let (store, state) = (InMemory::new(), intake::state::MemoryState::new());
+    let mut s = Session::new(crate::app(crate::uploads(&store).state(state.clone())));
+    let body: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    // The length of the kept hex, not the hex: a failure should not print 16 KiB of it.
+    let head_of = |id| {
+        let state = state.clone();
+        async move { intake::state::StateStore::get(&state, &id).await.unwrap().expect("recorded").head.map(|h| h.len()) }
+    };
+    s.run(&[create("an upload", "a", body.len() as u64), patch("inside the window", "a", 0, &body[..100]).status(204)]).await;
+    assert_eq!(head_of(s.id("a")).await, Some(200), "kept while the window is open");
+    s.run(&[patch("across the window's end", "a", 100, &body[..9000][100..]).status(204)]).await;
+    assert_eq!(head_of(s.id("a")).await, None, "dropped once the window is full");
+    s.run(&[
+        patch("past the window", "a", 9000, &body[9000..]).status(204).expect("upload-offset", body.len().to_string()),
+        Case::new("the file", "GET", "{a}").tus().status(200).expect_body(body.clone()),
+    ])
+    .await;
+}
