@@ -218,7 +218,7 @@ impl Resumable {
         }
         let hashers = self.resume_hash(&record, offset).await;
         let progress = self.progress(&record, offset);
-        let append = Append { room: Some(room), length: record.length.or(Some(max)), offset, hashers, progress };
+        let append = Append { room: Some(room), declared, length: record.length.or(Some(max)), offset, hashers, progress };
         let (stream, tap, progress) = append.wrap(data);
         // Bytes that must be verified are marked as such until they are, so that a crash in
         // between cannot leave them in the upload.
@@ -508,6 +508,8 @@ fn until_taken_over(body: ByteStream<'static>, lock: &UploadLock, stale_after: D
 struct Append {
     /// Bytes the upload may still take (`None`: no declared length); more is `413`.
     room: Option<u64>,
+    /// This request's `Content-Length`, when it sent one.
+    declared: Option<u64>,
     /// The upload's declared length, for the error message.
     length: Option<u64>,
     /// The offset the append starts at (for progress).
@@ -517,14 +519,20 @@ struct Append {
 }
 
 impl Append {
-    /// Wraps `body`: bounded to the room left, hashed, progress reported. Past
-    /// [`OFFLOAD_AFTER`] bytes in one request, hashing moves to a thread of its own (as in the
-    /// hash layer), so that a large append hashes beside the write instead of between writes.
+    /// Wraps `body`: bounded to the room left, hashed, progress reported. A request that may
+    /// carry more than [`OFFLOAD_AFTER`] bytes hashes on a thread of its own (as the hash layer
+    /// does past that many), so that a large append hashes beside the write instead of between
+    /// writes; a smaller one (by its `Content-Length`, or the room left) hashes inline, which
+    /// costs it no thread and no wake-up per chunk.
     fn wrap<'a>(self, body: ByteStream<'a>) -> (ByteStream<'a>, HashTap, Arc<Mutex<Option<ProgressReporter>>>) {
         let tap = Arc::new(Mutex::new(TapState { inline: None, offloaded: None, fed: 0 }));
         let mut sender = None;
         if let Some(hashers) = self.hashers {
-            let big = self.room.is_none_or(|r| r > OFFLOAD_AFTER);
+            let most = match (self.room, self.declared) {
+                (Some(room), Some(declared)) => Some(room.min(declared)),
+                (room, declared) => room.or(declared),
+            };
+            let big = most.is_none_or(|n| n > OFFLOAD_AFTER);
             if big {
                 let (tx, done) = crate::hash::hashing_thread(hashers);
                 tap.lock().expect("tap lock poisoned").offloaded = Some(done);
