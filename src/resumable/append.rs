@@ -303,28 +303,35 @@ impl Resumable {
                 crate::id::to_hex(&head)
             })
         });
-        let expires_at = self.expires_at();
-        record = self
-            .state
-            .update(&record.id, &mut |rec| {
-                rec.storage = state.clone();
-                rec.hash = saved.clone();
-                rec.expires_at = expires_at;
-                rec.unverified_from = None;
-                if let Some(head) = &head {
-                    rec.head = head.clone();
-                }
-                if detected.is_some() {
-                    rec.detected_type = detected.clone();
-                }
-                if rec.length.is_none() {
-                    rec.length = complete_length;
-                }
-                true
-            })
-            .await
-            .map_err(|e| e.to_problem())?
-            .ok_or_else(|| not_found(record.id.as_str()))?;
+        let expires_at = self.later_expiry(record.expires_at);
+        let mut change = |rec: &mut UploadRecord| {
+            let mut changed = set(&mut rec.storage, &state) | set(&mut rec.hash, &saved);
+            changed |= set(&mut rec.unverified_from, &None);
+            if let Some(at) = &expires_at {
+                changed |= set(&mut rec.expires_at, at);
+            }
+            if let Some(head) = &head {
+                changed |= set(&mut rec.head, head);
+            }
+            if detected.is_some() {
+                changed |= set(&mut rec.detected_type, &detected);
+            }
+            if rec.length.is_none() {
+                changed |= set(&mut rec.length, &complete_length);
+            }
+            changed
+        };
+        // Written only when something changed, which the record read under the lock (nobody
+        // else appends) tells without asking the state store: an append with no hash to carry
+        // on a store that keeps no state of its own costs no transaction at all.
+        if change(&mut record.clone()) {
+            record = self
+                .state
+                .update(&record.id, &mut change)
+                .await
+                .map_err(|e| e.to_problem())?
+                .ok_or_else(|| not_found(record.id.as_str()))?;
+        }
         if let Some(e) = failure {
             if let Some(p) = &progress {
                 p.send(new_offset, ProgressState::Receiving, None);
@@ -405,6 +412,15 @@ impl Resumable {
         }
         Ok(summer.finalize() == checksum.expected)
     }
+}
+
+/// Sets `field` to `value`; whether that changed it.
+fn set<T: PartialEq + Clone>(field: &mut T, value: &T) -> bool {
+    let changed = field != value;
+    if changed {
+        field.clone_from(value);
+    }
+    changed
 }
 
 /// What a client sees when its append failed part-way (the bytes before the failure stay).

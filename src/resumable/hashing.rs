@@ -12,8 +12,12 @@ use tokio::sync::oneshot;
 
 impl Resumable {
     /// The hash state of a new upload: every configured algorithm, at offset 0; `None` when an
-    /// algorithm cannot save its state (then no whole-upload digest is kept).
+    /// algorithm cannot save its state (then no whole-upload digest is kept), or when there is
+    /// none to compute (then no request has a checkpoint to write).
     pub(crate) fn fresh_checkpoint(&self) -> Option<HashCheckpoint> {
+        if self.config.algorithms.is_empty() {
+            return None;
+        }
         let hashers: Vec<Hasher> = self.config.algorithms.iter().map(|a| a.hasher()).collect();
         checkpoint(&hashers, 0)
     }

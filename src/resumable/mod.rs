@@ -74,6 +74,18 @@ impl Resumable {
         self.config.expiry.map(|ttl| now_secs() + ttl.as_secs())
     }
 
+    /// The expiry a request that appended gives its upload (`Some(None)`: none, as configured),
+    /// or `None` to keep the recorded one: like [`keep_alive`](Self::keep_alive), a later expiry
+    /// is written only when it moves by more than a tenth of `expiry` (at most a minute).
+    pub(crate) fn later_expiry(&self, recorded: Option<u64>) -> Option<Option<u64>> {
+        let fresh = self.expires_at();
+        match (self.config.expiry, recorded, fresh) {
+            (Some(ttl), Some(at), Some(fresh)) if at + (ttl.as_secs() / 10).min(60) >= fresh => None,
+            (_, recorded, fresh) if recorded == fresh => None,
+            _ => Some(fresh),
+        }
+    }
+
     /// Starts a sweep of expired uploads in the background when the last one started at least
     /// `sweep_every` ago, so a router cleans up after itself with no task of its own to spawn.
     fn maybe_sweep(&self) {

@@ -84,12 +84,16 @@ fn must_be_durable(old: &UploadRecord, new: &UploadRecord) -> bool {
 /// Writes `record` and keeps the expiry index in step with the record it replaces.
 fn put(txn: &redb::WriteTransaction, record: &UploadRecord, old: Option<&UploadRecord>) -> Result<(), StateError> {
     let mut records = txn.open_table(RECORDS).map_err(StateError::backend)?;
-    let mut expiry = txn.open_table(EXPIRY).map_err(StateError::backend)?;
-    if let Some(at) = old.and_then(|o| o.expires_at) {
-        expiry.remove((at, record.id.as_str())).map_err(StateError::backend)?;
-    }
-    if let Some(at) = record.expires_at {
-        expiry.insert((at, record.id.as_str()), ()).map_err(StateError::backend)?;
+    let before = old.and_then(|o| o.expires_at);
+    // Most writes (a request's progress) leave the expiry, and so the index, as it was.
+    if before != record.expires_at || old.is_none() {
+        let mut expiry = txn.open_table(EXPIRY).map_err(StateError::backend)?;
+        if let Some(at) = before {
+            expiry.remove((at, record.id.as_str())).map_err(StateError::backend)?;
+        }
+        if let Some(at) = record.expires_at {
+            expiry.insert((at, record.id.as_str()), ()).map_err(StateError::backend)?;
+        }
     }
     records.insert(record.id.as_str(), encode(record)?.as_slice()).map_err(StateError::backend)?;
     Ok(())
@@ -145,7 +149,11 @@ impl StateStore for RedbState {
             }
             put(&txn, &new, Some(&old))?;
             let commit = || txn.commit().map_err(StateError::backend);
-            if durable { tokio::task::block_in_place(commit)? } else { commit()? }
+            if durable {
+                tokio::task::block_in_place(commit)?
+            } else {
+                commit()?
+            }
             return Ok(Some(new));
         }
         // Elsewhere the change, which borrows from the caller, so it cannot run on the blocking pool: read, change,

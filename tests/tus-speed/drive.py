@@ -4,6 +4,7 @@ bytes, each PATCH on a new connection (as rustus's clients are driven) or all on
 connection. Standard library only; prints the wall time and the offset reached.
 
     python3 tests/tus-speed/drive.py http://127.0.0.1:PORT/upload/tus/ SIZE PATCH [close|keep]
+    python3 tests/tus-speed/drive.py http://127.0.0.1:PORT/upload/raw SIZE PATCH [close|keep]
 
 With tests/tus-speed/profile.sh, the server runs under `valgrind --tool=callgrind`, whose
 instruction counts are repeatable on a noisy machine where timings are not.
@@ -47,6 +48,16 @@ def main():
         return res
 
     started = time.monotonic()
+    if url.path.endswith("/raw"):
+        # A bare sink (the benchmark's bare-drain): the same bodies, POSTed, no protocol.
+        offset = 0
+        while offset < size:
+            n = min(patch, size - offset)
+            res = request("POST", url.path, {"Content-Type": "application/octet-stream", "Content-Length": str(n)}, data[:n])
+            assert res.status == 201, (res.status, offset)
+            offset += n
+        print(f"{offset} bytes in {time.monotonic() - started:.3f}s")
+        return
     res = request("POST", url.path, {"Upload-Length": str(size), "Upload-Metadata": "filename YmlnLmJpbg=="})
     assert res.status == 201, res.status
     location = urllib.parse.urlsplit(res.getheader("Location")).path

@@ -25,7 +25,8 @@ case $tool in
   callgrind) wrap=(valgrind --tool=callgrind --callgrind-out-file="$file") ;;
   strace) wrap=(strace -f -c -o "$file") ;;
   cpu) wrap=() ;;
-  *) echo "TOOL is callgrind, strace or cpu" >&2; exit 2 ;;
+  perf) wrap=(perf record -q -e cpu-clock -F 4000 -g -o "$file") ;;
+  *) echo "TOOL is callgrind, strace, perf or cpu" >&2; exit 2 ;;
 esac
 coproc SERVER {
   INTAKE_BENCH_SERVE=$kind INTAKE_BENCH_DIR=$dir exec "${wrap[@]}" "$bin" 2>"$out/server.log"
@@ -35,7 +36,8 @@ while read -r line <&"${SERVER[0]}"; do
   case $line in INTAKE_BENCH_PORT=*) port=${line#INTAKE_BENCH_PORT=}; break ;; esac
 done
 [ -n "$port" ] || { echo "the server reported no port" >&2; exit 1; }
-python3 tests/tus-speed/drive.py "http://127.0.0.1:$port/upload/tus/" "$size" "$patch" "$mode"
+case $kind in bare*) path=/upload/raw ;; *) path=/upload/tus/ ;; esac
+python3 tests/tus-speed/drive.py "http://127.0.0.1:$port$path" "$size" "$patch" "$mode"
 if [ "$tool" = cpu ]; then
   # utime and stime: fields 14 and 15, in clock ticks.
   read -r -a stat < <(sed 's/.*) //' "/proc/$pid/stat")

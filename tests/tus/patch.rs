@@ -3,7 +3,11 @@
 use crate::{
     Case, ELF, OFFSET_STREAM, Session, TUS, UNKNOWN_ID, app, b64, create, create_with, head, patch, sha256_hex, uploads,
 };
-use intake::storage::InMemory;
+use intake::{
+    UploadId,
+    state::{Change, FileRecord, StateError, UploadRecord},
+    storage::InMemory,
+};
 use sha1::Digest as _;
 
 fn checksum(algorithm: &str, data: &[u8]) -> String {
@@ -254,4 +258,83 @@ async fn the_record_drops_the_first_bytes_once_the_window_is_full() {
         Case::new("the file", "GET", "{a}").tus().status(200).expect_body(body.clone()),
     ])
     .await;
+}
+
+/// A state store that counts the changes asked of it (each is a transaction, and with
+/// `RedbState` a commit).
+#[derive(Clone, Debug, Default)]
+struct CountedState {
+    inner: intake::state::MemoryState,
+    updates: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountedState {
+    fn updates(&self) -> usize {
+        self.updates.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl intake::state::StateStore for CountedState {
+    async fn insert(&self, record: &UploadRecord) -> Result<(), StateError> {
+        self.inner.insert(record).await
+    }
+    async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
+        self.inner.get(id).await
+    }
+    async fn update(&self, id: &UploadId, change: Change<'_>) -> Result<Option<UploadRecord>, StateError> {
+        self.updates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.update(id, change).await
+    }
+    async fn remove(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
+        self.inner.remove(id).await
+    }
+    async fn expired(&self, now: u64, limit: usize) -> Result<Vec<UploadRecord>, StateError> {
+        self.inner.expired(now, limit).await
+    }
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StateError> {
+        self.inner.insert_file(file).await
+    }
+    async fn get_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
+        self.inner.get_file(id).await
+    }
+    async fn remove_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
+        self.inner.remove_file(id).await
+    }
+    async fn files(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<FileRecord>, StateError> {
+        self.inner.files(after, limit).await
+    }
+    async fn finish(&self, upload: &UploadId, file: &FileRecord) -> Result<Option<UploadRecord>, StateError> {
+        self.inner.finish(upload, file).await
+    }
+}
+
+/// Past the sniffing window a `PATCH` changes the upload's record only by what it must carry
+/// to the next one: nothing without a whole-upload hash (the bytes in the store are the
+/// offset), its hash checkpoint with one. Each change is a state transaction per request.
+#[tokio::test]
+async fn a_patch_writes_the_record_only_when_it_changes() {
+    let body: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for (hashing, per_patch) in [(false, 0), (true, 1)] {
+        let (store, state) = (InMemory::new(), CountedState::default());
+        let mut uploads = crate::uploads(&store).state(state.clone());
+        if !hashing {
+            uploads = uploads.algorithms([]);
+        }
+        let mut s = Session::new(crate::app(uploads));
+        s.run(&[create("an upload", "a", body.len() as u64), patch("across the window", "a", 0, &body[..10_000]).status(204)])
+            .await;
+        let before = state.updates();
+        s.run(&[
+            patch("past the window", "a", 10_000, &body[10_000..20_000]).status(204),
+            patch("again", "a", 20_000, &body[20_000..30_000]).status(204),
+        ])
+        .await;
+        assert_eq!(state.updates() - before, 2 * per_patch, "state changes for two PATCHes, hashing: {hashing}");
+        s.run(&[
+            patch("the rest", "a", 30_000, &body[30_000..]).status(204).expect("upload-offset", body.len().to_string()),
+            Case::new("the file", "GET", "{a}").tus().status(200).expect_body(body.clone()),
+        ])
+        .await;
+    }
 }
