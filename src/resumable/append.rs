@@ -3,7 +3,7 @@
 
 use super::{
     Checksum, Resumable,
-    hashing::{HashTap, TapState, checkpoint, digests},
+    hashing::{CHECKPOINT_EVERY, HashTap, TapState, checkpoint, digests},
     not_found,
     progress::ProgressReporter,
     resumable_of,
@@ -287,6 +287,12 @@ impl Resumable {
             }
             _ => (None, None),
         };
+        // Hashers that the next request continues from memory need no checkpoint written per
+        // request: the record gets one when it falls `CHECKPOINT_EVERY` behind (or is written
+        // anyway), so that a resumed upload whose hashers are gone reads back no more than that.
+        // A store that cannot read back gets one every time, and so does a hash that is lost.
+        let carries = saved.is_some() && store.read_back().is_some();
+        let hash_due = !carries || record.hash.as_ref().is_none_or(|h| new_offset.saturating_sub(h.offset) >= CHECKPOINT_EVERY);
         let complete_length = if options.complete && failure.is_none() { Some(new_offset) } else { None };
         if let (Some(length), Some(complete)) = (record.length, complete_length) {
             if length != complete {
@@ -305,7 +311,7 @@ impl Resumable {
         });
         let expires_at = self.later_expiry(record.expires_at);
         let mut change = |rec: &mut UploadRecord| {
-            let mut changed = set(&mut rec.storage, &state) | set(&mut rec.hash, &saved);
+            let mut changed = set(&mut rec.storage, &state);
             changed |= set(&mut rec.unverified_from, &None);
             if let Some(at) = &expires_at {
                 changed |= set(&mut rec.expires_at, at);
@@ -318,6 +324,9 @@ impl Resumable {
             }
             if rec.length.is_none() {
                 changed |= set(&mut rec.length, &complete_length);
+            }
+            if changed || hash_due {
+                changed |= set(&mut rec.hash, &saved);
             }
             changed
         };
@@ -332,6 +341,12 @@ impl Resumable {
                 .map_err(|e| e.to_problem())?
                 .ok_or_else(|| not_found(record.id.as_str()))?;
         }
+        let completes = record.length == Some(new_offset) && (options.complete || !options.explicit_completion);
+        let mut hashers = hashers;
+        match hashers.take_if(|_| carries && !completes) {
+            Some(carried) => self.carried.put(&record.id, new_offset, carried),
+            None => self.carried.forget(&record.id),
+        }
         if let Some(e) = failure {
             if let Some(p) = &progress {
                 p.send(new_offset, ProgressState::Receiving, None);
@@ -339,7 +354,7 @@ impl Resumable {
             return Err(append_error(&e).with_header(UPLOAD_OFFSET, HeaderValue::from(new_offset)));
         }
         let mut file = None;
-        if record.length == Some(new_offset) && (options.complete || !options.explicit_completion) {
+        if completes {
             let (finished, made) = self.finish(&record, digests(hashers.unwrap_or_default())).await?;
             record = finished;
             file = Some(made);

@@ -50,6 +50,8 @@ pub(crate) struct Resumable {
     pub(crate) config: Arc<UploadConfig>,
     /// When requests last started a sweep (seconds since the Unix epoch).
     pub(crate) last_sweep: Arc<std::sync::atomic::AtomicU64>,
+    /// Whole-upload hashers carried from one append to the next.
+    pub(crate) carried: hashing::CarriedHashes,
 }
 
 pub(crate) fn not_found(id: &str) -> Problem {
@@ -236,6 +238,7 @@ impl Resumable {
     pub(crate) async fn terminate(&self, record: UploadRecord) -> Result<(), Problem> {
         let _lock = self.lock(&record.id).await?;
         self.state.remove(&record.id).await.map_err(|e| e.to_problem())?;
+        self.carried.forget(&record.id);
         if record.finished {
             self.state.remove_file(&record.id).await.map_err(|e| e.to_problem())?;
         }

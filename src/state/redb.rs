@@ -17,9 +17,10 @@ const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
 ///
 /// Every change is an atomic transaction. Creating, completing and removing an upload, and any
 /// change to what it is (its length, metadata, chunks received), are durable when the call
-/// returns. Progress within an upload (its hash checkpoint and refreshed expiry, written after
-/// every request) is committed without a flush of its own and made durable by the next durable
-/// commit: a crash may lose it, which costs a resumed upload some reading back, never a byte.
+/// returns. Progress within an upload (its hash checkpoint and refreshed expiry, written when
+/// the expiry moves or the checkpoint falls 64 MiB behind) is committed without a flush of its
+/// own and made durable by the next durable commit: a crash may lose it, which costs a resumed
+/// upload some reading back, never a byte.
 #[derive(Clone)]
 pub struct RedbState {
     db: Arc<Database>,
