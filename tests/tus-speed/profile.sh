@@ -36,7 +36,7 @@ while read -r line <&"${SERVER[0]}"; do
   case $line in INTAKE_BENCH_PORT=*) port=${line#INTAKE_BENCH_PORT=}; break ;; esac
 done
 [ -n "$port" ] || { echo "the server reported no port" >&2; exit 1; }
-case $kind in bare*) path=/upload/raw ;; *) path=/upload/tus/ ;; esac
+case $kind in bare-sink) path=/upload/sink/ ;; bare*) path=/upload/raw ;; *) path=/upload/tus/ ;; esac
 python3 tests/tus-speed/drive.py "http://127.0.0.1:$port$path" "$size" "$patch" "$mode"
 if [ "$tool" = cpu ]; then
   # utime and stime: fields 14 and 15, in clock ticks.
