@@ -66,7 +66,10 @@ const CARRIED_MAX: usize = 4096;
 /// an upload holds are ever hashed into them, and bytes before an upload's offset never change,
 /// so hashers at the offset a request starts from are right whatever happened in between.
 #[derive(Clone, Default)]
-pub(crate) struct CarriedHashes(Arc<Mutex<HashMap<UploadId, (u64, Vec<Hasher>)>>>);
+pub(crate) struct CarriedHashes(Arc<Mutex<HashMap<UploadId, Carried>>>);
+
+/// Hashers and the offset they reached.
+type Carried = (u64, Vec<Hasher>);
 
 impl std::fmt::Debug for CarriedHashes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
