@@ -12,7 +12,7 @@ use crate::{
     body::{data_stream, stream_body},
     declared::DeclaredFile,
     error::{BodyRejection, BoxError, Problem},
-    hash::Hasher,
+    hash::{Hasher, OFFLOAD_AFTER},
     progress::ProgressState,
     sniff::SniffBody,
     state::{Concat, FileRecord, Protocol, UploadLock, UploadRecord},
@@ -535,11 +535,11 @@ fn until_taken_over(body: ByteStream<'static>, lock: &UploadLock, stale_after: D
     .boxed()
 }
 
-/// How many bytes an append may carry and still hash inline. Lower than the hash layer's
-/// [`OFFLOAD_AFTER`](crate::hash::OFFLOAD_AFTER): an append knows its size up front, and a tus client's 5 MiB `PATCH`es
-/// measured a few percent faster hashed beside the receiving (benches/tus.rs), where 256 KiB
-/// ones gained nothing from a thread.
-const OFFLOAD_APPEND_AFTER: u64 = 1 << 20;
+/// How many bytes an append may carry and still hash inline: 1 MiB, lower than the hash
+/// layer's [`OFFLOAD_AFTER`] (which tests lower further). An append knows its size up front,
+/// and a tus client's 5 MiB `PATCH`es measured a few percent faster hashed beside the receiving
+/// (benches/tus.rs), where 256 KiB ones gained nothing from a thread.
+const OFFLOAD_APPEND_AFTER: u64 = if OFFLOAD_AFTER < 1 << 20 { OFFLOAD_AFTER } else { 1 << 20 };
 
 /// Settings of one append.
 struct Append {
