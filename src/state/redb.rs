@@ -132,30 +132,25 @@ impl StateStore for RedbState {
 
     async fn update(&self, id: &UploadId, change: Change<'_>) -> Result<Option<UploadRecord>, StateError> {
         // On a multi-threaded runtime the whole read-change-write runs in one write transaction
-        // on this thread. Only a durable commit, which flushes to the device, is handed over to
-        // blocking duty: a commit of progress (every request's) touches memory alone, and
-        // `block_in_place` would cost it a worker handed to another thread and back.
+        // on this thread, handed over to blocking duty: beginning it waits for any other writer
+        // (whose commit may be flushing), and a durable commit flushes.
         let multi_thread =
             tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if multi_thread {
-            let mut txn = self.db.begin_write().map_err(StateError::backend)?;
-            let Some(old) = get_in(&txn, id)? else { return Ok(None) };
-            let mut new = old.clone();
-            if !change(&mut new) {
-                return Ok(Some(old));
-            }
-            let durable = must_be_durable(&old, &new);
-            if !durable {
-                txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
-            }
-            put(&txn, &new, Some(&old))?;
-            let commit = || txn.commit().map_err(StateError::backend);
-            if durable {
-                tokio::task::block_in_place(commit)?
-            } else {
-                commit()?
-            }
-            return Ok(Some(new));
+            return tokio::task::block_in_place(|| {
+                let mut txn = self.db.begin_write().map_err(StateError::backend)?;
+                let Some(old) = get_in(&txn, id)? else { return Ok(None) };
+                let mut new = old.clone();
+                if !change(&mut new) {
+                    return Ok(Some(old));
+                }
+                if !must_be_durable(&old, &new) {
+                    txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
+                }
+                put(&txn, &new, Some(&old))?;
+                txn.commit().map_err(StateError::backend)?;
+                Ok(Some(new))
+            });
         }
         // Elsewhere the change, which borrows from the caller, so it cannot run on the blocking pool: read, change,
         // then write only if the record is still the one read (else run the change again on the
