@@ -147,9 +147,14 @@ pub enum Kind {
     BareShaThread,
     /// The bare handlers hashing with SHA-256 and fsyncing every file before answering.
     BareShaFsync,
+    /// A bare axum sink for tus clients: `POST` creates an empty file, each `PATCH` appends its
+    /// body through a 256 KiB `BufWriter` (no offset check, no state, no hashing).
+    BareSink,
+    /// rustus (s3rius/rustus), an external binary: `INTAKE_BENCH_RUSTUS`.
+    Rustus,
 }
 
-const KINDS: [Kind; 13] = [
+const KINDS: [Kind; 15] = [
     Kind::Full,
     Kind::FullRedb,
     Kind::FullNoHash,
@@ -163,6 +168,8 @@ const KINDS: [Kind; 13] = [
     Kind::BareSha,
     Kind::BareShaThread,
     Kind::BareShaFsync,
+    Kind::BareSink,
+    Kind::Rustus,
 ];
 
 impl Kind {
@@ -181,6 +188,8 @@ impl Kind {
             Kind::BareSha => "bare-sha",
             Kind::BareShaThread => "bare-sha-thread",
             Kind::BareShaFsync => "bare-sha-fsync",
+            Kind::BareSink => "bare-sink",
+            Kind::Rustus => "rustus",
         }
     }
 
@@ -189,12 +198,12 @@ impl Kind {
     }
 
     pub fn is_bare(self) -> bool {
-        matches!(self, Kind::Bare | Kind::BareDrain | Kind::BareSha | Kind::BareShaThread | Kind::BareShaFsync)
+        matches!(self, Kind::Bare | Kind::BareDrain | Kind::BareSha | Kind::BareShaThread | Kind::BareShaFsync | Kind::BareSink)
     }
 
     /// Whether the server computes SHA-256.
     pub fn hashes(self) -> bool {
-        !matches!(self, Kind::FullNoHash | Kind::TusNoHash | Kind::Bare | Kind::BareDrain)
+        !matches!(self, Kind::FullNoHash | Kind::TusNoHash | Kind::Bare | Kind::BareDrain | Kind::BareSink | Kind::Rustus)
     }
 
     /// Whether the server keeps what it receives (so that it can be counted on disk).
@@ -208,6 +217,7 @@ pub fn serve_if_child() {
     let Some(kind) = std::env::var_os(SERVE_ENV) else { return };
     let kind = kind.to_string_lossy();
     let kind = Kind::parse(&kind).unwrap_or_else(|| panic!("{SERVE_ENV}={kind:?}: not one of {:?}", KINDS.map(Kind::name)));
+    assert!(kind != Kind::Rustus, "rustus is an external binary, not served by this one");
     let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect("INTAKE_BENCH_DIR is set"));
     std::thread::spawn(|| {
         // The parent closes our stdin when it is done with us (or dies).
@@ -348,6 +358,12 @@ fn bare_router(kind: Kind, dir: PathBuf) -> Router {
     if kind == Kind::BareDrain {
         return Router::new().route("/upload/raw", post(bare_drain)).with_state(state);
     }
+    if kind == Kind::BareSink {
+        return Router::new()
+            .route("/upload/sink/", post(sink_create))
+            .route("/upload/sink/{n}", axum::routing::patch(sink_append))
+            .with_state(state);
+    }
     Router::new().route("/upload/raw", post(bare_raw)).route("/upload/form", post(bare_form)).with_state(state)
 }
 
@@ -381,6 +397,36 @@ async fn bare_raw(State(bare): State<Bare>, body: Body) -> Response {
     };
     match stored.await {
         Ok(size) => created(&[size]),
+        Err(e) => failed(e),
+    }
+}
+
+/// `POST /upload/sink/`: an empty file, at the `Location` a tus client appends to.
+async fn sink_create(State(bare): State<Bare>) -> Response {
+    let n = bare.next.fetch_add(1, Ordering::Relaxed);
+    match tokio::fs::File::create(bare.dir.join(format!("bare-{n}.bin"))).await {
+        Ok(_) => (StatusCode::CREATED, [(header::LOCATION, format!("/upload/sink/{n}"))]).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// `PATCH /upload/sink/{n}`: the body appended to file `n` through a 256 KiB `BufWriter`;
+/// answers `204` with the file's new length as `Upload-Offset`.
+async fn sink_append(State(bare): State<Bare>, axum::extract::Path(n): axum::extract::Path<u64>, body: Body) -> Response {
+    let stored = async {
+        let file = tokio::fs::OpenOptions::new().append(true).open(bare.dir.join(format!("bare-{n}.bin"))).await?;
+        let mut out = BufWriter::with_capacity(CHUNK, file);
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk.map_err(std::io::Error::other)?).await?;
+        }
+        out.flush().await?;
+        let len = out.get_ref().metadata().await?.len();
+        out.shutdown().await?;
+        Ok::<_, std::io::Error>(len)
+    };
+    match stored.await {
+        Ok(len) => (StatusCode::NO_CONTENT, [("upload-offset", len.to_string())]).into_response(),
         Err(e) => failed(e),
     }
 }
@@ -493,6 +539,39 @@ impl Server {
         Ok(server)
     }
 
+    /// Starts an external tus server (`Kind::Rustus`): `program` with `args`, where `{dir}` is
+    /// a fresh storage directory under `root` and `{port}` a free port of 127.0.0.1; ready once
+    /// the port accepts connections. Its output is discarded (rustus logs every request).
+    pub fn start_program(kind: Kind, program: &Path, args: &[&str], root: &Path) -> Res<Server> {
+        std::fs::create_dir_all(root).map_err(|e| format!("create {}: {e}", root.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("intake-bench-")
+            .tempdir_in(root)
+            .map_err(|e| format!("temp dir under {}: {e}", root.display()))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("a free port: {e}"))?
+            .port();
+        let dir_arg = dir.path().to_string_lossy().into_owned();
+        let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", &dir_arg).replace("{port}", &port.to_string())).collect();
+        let child = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", program.display()))?;
+        let server = Server { child, port, kind, dir: Some(dir) };
+        let asked = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if asked.elapsed() > Duration::from_secs(60) {
+                return Err(format!("{} did not listen on port {port} within 60 s", program.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -521,7 +600,7 @@ impl Server {
 
     /// What a scenario cost the server: its peak RSS and CPU seconds now, against `elapsed`.
     pub fn run(&self, elapsed: Duration, cpu_before: f64) -> Res<Run> {
-        Ok(Run { elapsed, peak_rss: self.peak_rss()?, cpu: self.cpu_secs()? - cpu_before, probe: None })
+        Ok(Run { elapsed, peak_rss: self.peak_rss()?, cpu: self.cpu_secs()? - cpu_before, probe: None, patches: 0 })
     }
 
     /// Files stored (not counting state), and their total size.
@@ -583,7 +662,9 @@ impl Drop for Server {
         // with the fields.
         drop(self.child.stdin.take());
         let asked = Instant::now();
-        while matches!(self.child.try_wait(), Ok(None)) && asked.elapsed() < Duration::from_secs(30) {
+        // An external server does not read its stdin: it is killed at once.
+        let patience = if self.kind == Kind::Rustus { Duration::ZERO } else { Duration::from_secs(30) };
+        while matches!(self.child.try_wait(), Ok(None)) && asked.elapsed() < patience {
             std::thread::sleep(Duration::from_millis(5));
         }
         let _ = self.child.kill();
@@ -737,6 +818,8 @@ pub struct Run {
     pub cpu: f64,
     /// A scenario's own extra measurement (the fixed cost of a tus `PATCH`, in seconds).
     pub probe: Option<f64>,
+    /// Requests the run made, where a scenario counts them (tus `PATCH`es).
+    pub patches: u64,
 }
 
 /// What a run needs of its row.
@@ -746,6 +829,8 @@ pub struct Spec {
     pub env: Vec<(&'static str, String)>,
     pub root: PathBuf,
     pub param: u64,
+    /// Whether the client keeps its connection for the next request (else one per request).
+    pub keep_alive: bool,
 }
 
 impl Spec {
@@ -768,6 +853,8 @@ pub struct Row {
     pub diagnostic: bool,
     /// A scenario's own setting for this row (the tus PATCH size).
     pub param: u64,
+    /// Whether the client keeps its connection (default) or opens one per request.
+    pub keep_alive: bool,
     pub runs: Vec<Run>,
     pub failure: Option<String>,
 }
@@ -782,6 +869,7 @@ impl Row {
             root: storage_root(),
             diagnostic: false,
             param: 0,
+            keep_alive: true,
             runs: Vec::new(),
             failure: None,
         }
@@ -807,9 +895,14 @@ impl Row {
         self
     }
 
+    pub fn keep_alive(mut self, keep_alive: bool) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
     /// What a run needs of the row, owned (runs are `'static` futures).
     pub fn spec(&self) -> Spec {
-        Spec { kind: self.kind, env: self.env.clone(), root: self.root.clone(), param: self.param }
+        Spec { kind: self.kind, env: self.env.clone(), root: self.root.clone(), param: self.param, keep_alive: self.keep_alive }
     }
 
     fn median_of(&self, f: impl Fn(&Run) -> f64) -> Option<f64> {

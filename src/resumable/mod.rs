@@ -50,6 +50,8 @@ pub(crate) struct Resumable {
     pub(crate) config: Arc<UploadConfig>,
     /// When requests last started a sweep (seconds since the Unix epoch).
     pub(crate) last_sweep: Arc<std::sync::atomic::AtomicU64>,
+    /// Whole-upload hashers carried from one append to the next.
+    pub(crate) carried: hashing::CarriedHashes,
 }
 
 pub(crate) fn not_found(id: &str) -> Problem {
@@ -72,6 +74,18 @@ impl Resumable {
     pub(crate) fn expires_at(&self) -> Option<u64> {
         self.maybe_sweep();
         self.config.expiry.map(|ttl| now_secs() + ttl.as_secs())
+    }
+
+    /// The expiry a request that appended gives its upload (`Some(None)`: none, as configured),
+    /// or `None` to keep the recorded one: like [`keep_alive`](Self::keep_alive), a later expiry
+    /// is written only when it moves by more than a tenth of `expiry` (at most a minute).
+    pub(crate) fn later_expiry(&self, recorded: Option<u64>) -> Option<Option<u64>> {
+        let fresh = self.expires_at();
+        match (self.config.expiry, recorded, fresh) {
+            (Some(ttl), Some(at), Some(fresh)) if at + (ttl.as_secs() / 10).min(60) >= fresh => None,
+            (_, recorded, fresh) if recorded == fresh => None,
+            _ => Some(fresh),
+        }
     }
 
     /// Starts a sweep of expired uploads in the background when the last one started at least
@@ -224,6 +238,7 @@ impl Resumable {
     pub(crate) async fn terminate(&self, record: UploadRecord) -> Result<(), Problem> {
         let _lock = self.lock(&record.id).await?;
         self.state.remove(&record.id).await.map_err(|e| e.to_problem())?;
+        self.carried.forget(&record.id);
         if record.finished {
             self.state.remove_file(&record.id).await.map_err(|e| e.to_problem())?;
         }

@@ -297,6 +297,7 @@ impl Uploads {
             hub: self.hub.clone(),
             config: config.clone(),
             last_sweep: Default::default(),
+            carried: Default::default(),
         };
         let state = AppState { store: self.store, hub: self.hub.clone(), config, resumable };
         let config = state.config.clone();

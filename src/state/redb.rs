@@ -21,9 +21,10 @@ const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
 ///
 /// Every change is an atomic transaction. Creating, completing and removing an upload, and any
 /// change to what it is (its length, metadata, chunks received), are durable when the call
-/// returns. Progress within an upload (its hash checkpoint and refreshed expiry, written after
-/// every request) is committed without a flush of its own and made durable by the next durable
-/// commit: a crash may lose it, which costs a resumed upload some reading back, never a byte.
+/// returns. Progress within an upload (its hash checkpoint and refreshed expiry, written when
+/// the expiry moves or the checkpoint falls 64 MiB behind) is committed without a flush of its
+/// own and made durable by the next durable commit: a crash may lose it, which costs a resumed
+/// upload some reading back, never a byte.
 ///
 /// Writes that arrive while a commit is in progress (creations, completions, catalogue rows,
 /// removals from concurrent requests) are committed together in the next transaction, with one
@@ -189,12 +190,16 @@ fn must_be_durable(old: &UploadRecord, new: &UploadRecord) -> bool {
 /// Writes `record` and keeps the expiry index in step with the record it replaces.
 fn put(txn: &redb::WriteTransaction, record: &UploadRecord, old: Option<&UploadRecord>) -> Result<(), StateError> {
     let mut records = txn.open_table(RECORDS).map_err(StateError::backend)?;
-    let mut expiry = txn.open_table(EXPIRY).map_err(StateError::backend)?;
-    if let Some(at) = old.and_then(|o| o.expires_at) {
-        expiry.remove((at, record.id.as_str())).map_err(StateError::backend)?;
-    }
-    if let Some(at) = record.expires_at {
-        expiry.insert((at, record.id.as_str()), ()).map_err(StateError::backend)?;
+    let before = old.and_then(|o| o.expires_at);
+    // Most writes (a request's progress) leave the expiry, and so the index, as it was.
+    if before != record.expires_at || old.is_none() {
+        let mut expiry = txn.open_table(EXPIRY).map_err(StateError::backend)?;
+        if let Some(at) = before {
+            expiry.remove((at, record.id.as_str())).map_err(StateError::backend)?;
+        }
+        if let Some(at) = record.expires_at {
+            expiry.insert((at, record.id.as_str()), ()).map_err(StateError::backend)?;
+        }
     }
     records.insert(record.id.as_str(), encode(record)?.as_slice()).map_err(StateError::backend)?;
     Ok(())
@@ -230,7 +235,8 @@ impl StateStore for RedbState {
 
     async fn update(&self, id: &UploadId, change: Change<'_>) -> Result<Option<UploadRecord>, StateError> {
         // On a multi-threaded runtime the whole read-change-write runs in one write transaction
-        // on this thread, handed over to blocking duty for the commit's flush.
+        // on this thread, handed over to blocking duty: beginning it waits for any other writer
+        // (whose commit may be flushing), and a durable commit flushes.
         let multi_thread =
             tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if multi_thread {

@@ -3,7 +3,11 @@
 use crate::{
     Case, ELF, OFFSET_STREAM, Session, TUS, UNKNOWN_ID, app, b64, create, create_with, head, patch, sha256_hex, uploads,
 };
-use intake::storage::InMemory;
+use intake::{
+    UploadId,
+    state::{Change, FileRecord, StateError, UploadRecord},
+    storage::InMemory,
+};
 use sha1::Digest as _;
 
 fn checksum(algorithm: &str, data: &[u8]) -> String {
@@ -230,4 +234,137 @@ async fn the_whole_upload_digest_spans_every_patch() {
     .await;
     let file = intake::state::StateStore::get_file(&state, &s.id("a")).await.unwrap().expect("catalogued");
     assert_eq!(file.digests.get("sha-256"), Some(sha256_hex(body).as_str()));
+}
+
+/// The record keeps the upload's first bytes only while the sniffing window (8 KiB by default)
+/// is open: past it, no request looks at them again, and carrying them would cost every later
+/// request their encoding (16 KiB of hex) several times over.
+#[tokio::test]
+async fn the_record_drops_the_first_bytes_once_the_window_is_full() {
+    let (store, state) = (InMemory::new(), intake::state::MemoryState::new());
+    let mut s = Session::new(crate::app(crate::uploads(&store).state(state.clone())));
+    let body: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    // The length of the kept hex, not the hex: a failure should not print 16 KiB of it.
+    let head_of = |id| {
+        let state = state.clone();
+        async move { intake::state::StateStore::get(&state, &id).await.unwrap().expect("recorded").head.map(|h| h.len()) }
+    };
+    s.run(&[create("an upload", "a", body.len() as u64), patch("inside the window", "a", 0, &body[..100]).status(204)]).await;
+    assert_eq!(head_of(s.id("a")).await, Some(200), "kept while the window is open");
+    s.run(&[patch("across the window's end", "a", 100, &body[..9000][100..]).status(204)]).await;
+    assert_eq!(head_of(s.id("a")).await, None, "dropped once the window is full");
+    s.run(&[
+        patch("past the window", "a", 9000, &body[9000..]).status(204).expect("upload-offset", body.len().to_string()),
+        Case::new("the file", "GET", "{a}").tus().status(200).expect_body(body.clone()),
+    ])
+    .await;
+}
+
+/// A state store that counts the changes asked of it (each is a transaction, and with
+/// `RedbState` a commit).
+#[derive(Clone, Debug, Default)]
+struct CountedState {
+    inner: intake::state::MemoryState,
+    updates: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountedState {
+    fn updates(&self) -> usize {
+        self.updates.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl intake::state::StateStore for CountedState {
+    async fn insert(&self, record: &UploadRecord) -> Result<(), StateError> {
+        self.inner.insert(record).await
+    }
+    async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
+        self.inner.get(id).await
+    }
+    async fn update(&self, id: &UploadId, change: Change<'_>) -> Result<Option<UploadRecord>, StateError> {
+        self.updates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.update(id, change).await
+    }
+    async fn remove(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
+        self.inner.remove(id).await
+    }
+    async fn expired(&self, now: u64, limit: usize) -> Result<Vec<UploadRecord>, StateError> {
+        self.inner.expired(now, limit).await
+    }
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StateError> {
+        self.inner.insert_file(file).await
+    }
+    async fn get_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
+        self.inner.get_file(id).await
+    }
+    async fn remove_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
+        self.inner.remove_file(id).await
+    }
+    async fn files(&self, after: Option<&UploadId>, limit: usize) -> Result<Vec<FileRecord>, StateError> {
+        self.inner.files(after, limit).await
+    }
+    async fn finish(&self, upload: &UploadId, file: &FileRecord) -> Result<Option<UploadRecord>, StateError> {
+        self.inner.finish(upload, file).await
+    }
+}
+
+/// Past the sniffing window a `PATCH` of a few bytes leaves the upload's record as it was: the
+/// bytes in the store are the offset, and the whole-upload hash goes on in memory (its
+/// checkpoint is written every 64 MiB). Each change would be a state transaction per request.
+#[tokio::test]
+async fn a_patch_writes_the_record_only_when_it_changes() {
+    let body: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for (hashing, per_patch) in [(false, 0), (true, 0)] {
+        let (store, state) = (InMemory::new(), CountedState::default());
+        let mut uploads = crate::uploads(&store).state(state.clone());
+        if !hashing {
+            uploads = uploads.algorithms([]);
+        }
+        let mut s = Session::new(crate::app(uploads));
+        s.run(&[create("an upload", "a", body.len() as u64), patch("across the window", "a", 0, &body[..10_000]).status(204)])
+            .await;
+        let before = state.updates();
+        s.run(&[
+            patch("past the window", "a", 10_000, &body[10_000..20_000]).status(204),
+            patch("again", "a", 20_000, &body[20_000..30_000]).status(204),
+        ])
+        .await;
+        assert_eq!(state.updates() - before, 2 * per_patch, "state changes for two PATCHes, hashing: {hashing}");
+        s.run(&[
+            patch("the rest", "a", 30_000, &body[30_000..]).status(204).expect("upload-offset", body.len().to_string()),
+            Case::new("the file", "GET", "{a}").tus().status(200).expect_body(body.clone()),
+        ])
+        .await;
+    }
+}
+
+/// The whole-upload digest is right when the hashers carried in memory are gone (another
+/// process, a restart): the next request restores the recorded checkpoint and reads back the
+/// bytes after it.
+#[tokio::test]
+async fn the_digest_survives_losing_the_carried_hashers() {
+    let (store, state) = (InMemory::new(), intake::state::MemoryState::new());
+    let body: Vec<u8> = (0..30_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut first = Session::new(crate::app(crate::uploads(&store).state(state.clone())));
+    first
+        .run(&[
+            create("an upload", "a", body.len() as u64),
+            patch("first", "a", 0, &body[..10_000]).status(204),
+            patch("second", "a", 10_000, &body[10_000..20_000]).status(204),
+        ])
+        .await;
+    // A new router over the same store and state: nothing carried.
+    let mut second = Session::new(crate::app(crate::uploads(&store).state(state.clone())));
+    second.vars = first.vars.clone();
+    second
+        .run(&[
+            patch("the rest, elsewhere", "a", 20_000, &body[20_000..]).status(204),
+            Case::new("the file and its digest", "GET", "{a}")
+                .tus()
+                .status(200)
+                .expect("etag", format!("\"{}\"", sha256_hex(&body)))
+                .expect_body(body.clone()),
+        ])
+        .await;
 }
