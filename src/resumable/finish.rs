@@ -39,6 +39,10 @@ impl Resumable {
     /// scripts and event handlers can be anywhere in it, so only the whole file tells).
     pub(crate) async fn scan(&self, key: &ObjectKey, content_type: Option<&str>) -> Result<(), Problem> {
         let Some(content_type) = content_type else { return Ok(()) };
+        // Most types are never scanned: do not open the object for them.
+        if !crate::sniff::may_hold_active_content(&self.config.policy, content_type) {
+            return Ok(());
+        }
         let bytes = self.store.get(key, None).await.map_err(|e| e.to_problem())?.body;
         crate::sniff::scan_active_content(&self.config.policy, content_type, bytes).await
     }

@@ -427,6 +427,12 @@ impl MarkupScan {
     }
 }
 
+/// Whether a file of `detected_type` is scanned for active content under `policy` (else
+/// [`scan_active_content`] accepts it without reading a byte).
+pub(crate) fn may_hold_active_content(policy: &ContentPolicy, detected_type: &str) -> bool {
+    MarkupScan::for_type(policy, detected_type).is_some()
+}
+
 /// Scans a whole file (a finished resumable upload read back from storage) for active content,
 /// as the one-shot routes do while the body streams; `detected_type` is the type it is stored
 /// as. Reads no further than the policy's scan limit, and nothing past the first bytes of a

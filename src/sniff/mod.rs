@@ -56,4 +56,4 @@ pub use self::{
     policy::{ContentPolicy, Sniffed},
     service::Sniff,
 };
-pub(crate) use markup::scan_active_content;
+pub(crate) use markup::{may_hold_active_content, scan_active_content};
