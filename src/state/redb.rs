@@ -47,7 +47,7 @@ type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// Writes waiting for a commit, and whether a committer is at work.
 #[derive(Default)]
 struct Queue {
-    jobs: Vec<(bool, Job)>,
+    jobs: Vec<Job>,
     committing: bool,
 }
 
@@ -77,11 +77,10 @@ impl RedbState {
     }
 
     /// Runs `write` in a write transaction shared with the other writes queued meanwhile, and
-    /// returns its answer once that transaction is committed (durably if `durable`, or if any
-    /// write of the group is). A write whose answer is an `Err` must have written nothing.
+    /// returns its answer once that transaction is durably committed. A write whose answer is an
+    /// `Err` must have written nothing.
     async fn write<T: Send + 'static>(
         &self,
-        durable: bool,
         write: impl FnOnce(&redb::WriteTransaction) -> Result<Result<T, StateError>, StateError> + Send + 'static,
     ) -> Result<T, StateError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -96,7 +95,7 @@ impl RedbState {
         });
         let lead = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.jobs.push((durable, job));
+            queue.jobs.push(job);
             !std::mem::replace(&mut queue.committing, true)
         };
         if lead {
@@ -151,12 +150,9 @@ fn commit_queued(db: Arc<Database>, queue: &Mutex<Queue>) {
     }
 }
 
-fn commit_group(db: &Database, group: Vec<(bool, Job)>, replies: &mut Vec<Reply>) -> Result<(), StateError> {
-    let mut txn = db.begin_write().map_err(StateError::backend)?;
-    if !group.iter().any(|(durable, _)| *durable) {
-        txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
-    }
-    for (_, job) in group {
+fn commit_group(db: &Database, group: Vec<Job>, replies: &mut Vec<Reply>) -> Result<(), StateError> {
+    let txn = db.begin_write().map_err(StateError::backend)?;
+    for job in group {
         replies.push(job(&txn)?);
     }
     txn.commit().map_err(StateError::backend)
@@ -215,7 +211,7 @@ fn get_in(txn: &redb::WriteTransaction, id: &UploadId) -> Result<Option<UploadRe
 impl StateStore for RedbState {
     async fn insert(&self, record: &UploadRecord) -> Result<(), StateError> {
         let record = record.clone();
-        self.write(true, move |txn| {
+        self.write(move |txn| {
             if get_in(txn, &record.id)?.is_some() {
                 return Ok(Err(StateError::AlreadyExists(record.id)));
             }
@@ -290,7 +286,7 @@ impl StateStore for RedbState {
 
     async fn remove(&self, id: &UploadId) -> Result<Option<UploadRecord>, StateError> {
         let id = id.clone();
-        self.write(true, move |txn| {
+        self.write(move |txn| {
             let old = get_in(txn, &id)?;
             if let Some(old) = &old {
                 txn.open_table(RECORDS).map_err(StateError::backend)?.remove(id.as_str()).map_err(StateError::backend)?;
@@ -327,7 +323,7 @@ impl StateStore for RedbState {
 
     async fn insert_file(&self, file: &FileRecord) -> Result<(), StateError> {
         let file = file.clone();
-        self.write(true, move |txn| {
+        self.write(move |txn| {
             {
                 let files = txn.open_table(FILES).map_err(StateError::backend)?;
                 if files.get(file.id.as_str()).map_err(StateError::backend)?.is_some() {
@@ -349,7 +345,7 @@ impl StateStore for RedbState {
 
     async fn remove_file(&self, id: &UploadId) -> Result<Option<FileRecord>, StateError> {
         let id = id.clone();
-        self.write(true, move |txn| {
+        self.write(move |txn| {
             let mut files = txn.open_table(FILES).map_err(StateError::backend)?;
             let old = files.remove(id.as_str()).map_err(StateError::backend)?;
             old.map(|v| decode(v.value())).transpose().map(Ok)
@@ -376,7 +372,7 @@ impl StateStore for RedbState {
 
     async fn finish(&self, upload: &UploadId, file: &FileRecord) -> Result<Option<UploadRecord>, StateError> {
         let (upload, file) = (upload.clone(), file.clone());
-        self.write(true, move |txn| {
+        self.write(move |txn| {
             let Some(old) = get_in(txn, &upload)? else { return Ok(Ok(None)) };
             let mut new = old.clone();
             new.mark_finished();
@@ -445,9 +441,9 @@ mod tests {
     async fn a_failing_write_fails_its_group_and_later_writes_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let state = RedbState::open(dir.path().join("uploads.redb")).unwrap();
-        let panicked = state.write::<()>(true, |_| panic!("a bug in a write")).await;
+        let panicked = state.write::<()>(|_| panic!("a bug in a write")).await;
         assert!(matches!(panicked, Err(StateError::Backend(_))), "{panicked:?}");
-        let failed = state.write::<()>(true, |_| Err(StateError::backend("disk full"))).await;
+        let failed = state.write::<()>(|_| Err(StateError::backend("disk full"))).await;
         assert!(matches!(failed, Err(StateError::Backend(_))), "{failed:?}");
         let id = UploadId::random();
         state.insert_file(&file(&id)).await.unwrap();
