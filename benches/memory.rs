@@ -9,8 +9,8 @@
 //! Each upload is a multipart form with one streamed file part, `POST /upload/form`, all
 //! started together on connections of their own. Rows: a bare axum handler (multer, each file
 //! to a new file) on `axum::serve`; the full stack on `axum::serve` (hyper's read buffer grows
-//! to about 400 KiB per connection, and `LocalDisk` gathers 128 KiB while writing the previous
-//! 128 KiB); the full stack on `intake::serve` with `max_buf_size` and a smaller `LocalDisk`
+//! to about 400 KiB per connection, and `LocalDisk` gathers 256 KiB while writing the previous
+//! 256 KiB); the full stack on `intake::serve` with `max_buf_size` and a smaller `LocalDisk`
 //! write buffer. Peak RSS is the server process's `VmHWM`.
 
 mod common;

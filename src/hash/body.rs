@@ -52,14 +52,26 @@ enum Hashing {
 /// Starts a thread that feeds `hashers` the chunks sent to it (a bounded queue: a slow hasher
 /// slows the sender) and hands them back once the sender is dropped.
 pub(crate) fn hashing_thread(hashers: Vec<Hasher>) -> (mpsc::Sender<Bytes>, oneshot::Receiver<Vec<Hasher>>) {
+    hashing_thread_from(move || Some(hashers))
+}
+
+/// [`hashing_thread`] with hashers that `start` gives on that thread (it may wait for them). When
+/// it gives none, the chunks are still taken (the sender never fails) and no hashers come back.
+pub(crate) fn hashing_thread_from(
+    start: impl FnOnce() -> Option<Vec<Hasher>> + Send + 'static,
+) -> (mpsc::Sender<Bytes>, oneshot::Receiver<Vec<Hasher>>) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(OFFLOAD_QUEUE);
     let (done_tx, done) = oneshot::channel();
     tokio::task::spawn_blocking(move || {
-        let mut hashers = hashers;
+        let mut hashers = start();
         while let Some(chunk) = rx.blocking_recv() {
-            hashers.iter_mut().for_each(|h| h.update(&chunk));
+            if let Some(hashers) = &mut hashers {
+                hashers.iter_mut().for_each(|h| h.update(&chunk));
+            }
         }
-        let _ = done_tx.send(hashers);
+        if let Some(hashers) = hashers {
+            let _ = done_tx.send(hashers);
+        }
     });
     (tx, done)
 }

@@ -49,7 +49,7 @@ pub use self::{
     service::Hashing,
 };
 pub use crate::future::ResponseFuture;
-pub(crate) use body::{OFFLOAD_AFTER, hashing_thread};
+pub(crate) use body::{OFFLOAD_AFTER, hashing_thread, hashing_thread_from};
 
 /// The algorithms to compute for each file of a multipart form, left in its extensions by the
 /// hash layer.

@@ -27,12 +27,13 @@ impl Resumable {
     }
 
     /// The hashers to continue an upload at `offset`: those the request before carried (see
-    /// [`CarriedHashes`]), else restored from the record's checkpoint and brought forward by
-    /// reading back the bytes it missed (written since, or before a crash). `None` when that
-    /// cannot be done: the upload then gets no digests.
-    pub(crate) async fn resume_hash(&self, record: &UploadRecord, offset: u64) -> Option<Vec<Hasher>> {
+    /// [`CarriedHashes`]; they may still be hashing its last bytes), else restored from the
+    /// record's checkpoint and brought forward by reading back the bytes it missed (written
+    /// since, or before a crash). `None` when that cannot be done: the upload then gets no
+    /// digests.
+    pub(crate) async fn resume_hash(&self, record: &UploadRecord, offset: u64) -> Option<Hashes> {
         let saved = record.hash.as_ref()?;
-        if let Some(carried) = self.carried.get(&record.id, offset) {
+        if let Some(carried) = self.carried.take(&record.id, offset) {
             return Some(carried);
         }
         let mut hashers = restore(saved)?;
@@ -47,7 +48,7 @@ impl Resumable {
                 hashers.iter_mut().for_each(|h| h.update(&chunk));
             }
         }
-        Some(hashers)
+        Some(Hashes::Ready(hashers))
     }
 }
 
@@ -65,11 +66,43 @@ const CARRIED_MAX: usize = 4096;
 /// checkpoint that every request would otherwise have to write to the state store. Only bytes
 /// an upload holds are ever hashed into them, and bytes before an upload's offset never change,
 /// so hashers at the offset a request starts from are right whatever happened in between.
+///
+/// Hashers may still be hashing the end of the request before ([`Hashes::Hashing`]): a request
+/// answers once its bytes are stored, and its hashing thread finishes the last chunks while the
+/// client sends the next request. That request's own hashing thread waits for them, so its body
+/// streams into the store meanwhile; only a request that hashes inline, completes the upload or
+/// writes a checkpoint waits for them itself.
 #[derive(Clone, Default)]
 pub(crate) struct CarriedHashes(Arc<Mutex<HashMap<UploadId, Carried>>>);
 
-/// Hashers and the offset they reached.
-type Carried = (u64, Vec<Hasher>);
+/// Hashers and the offset they reach.
+type Carried = (u64, Hashes);
+
+/// Hashers, or the thread still feeding them.
+pub(crate) enum Hashes {
+    Ready(Vec<Hasher>),
+    /// A hashing thread that sends its hashers once it has hashed what it was given.
+    Hashing(oneshot::Receiver<Vec<Hasher>>),
+}
+
+impl Hashes {
+    /// The hashers, once they have hashed everything they were given (`None`: their thread
+    /// died, and what it hashed is lost).
+    pub(crate) async fn wait(self) -> Option<Vec<Hasher>> {
+        match self {
+            Hashes::Ready(hashers) => Some(hashers),
+            Hashes::Hashing(done) => done.await.ok(),
+        }
+    }
+
+    /// [`Hashes::wait`] for a blocking thread.
+    pub(crate) fn wait_blocking(self) -> Option<Vec<Hasher>> {
+        match self {
+            Hashes::Ready(hashers) => Some(hashers),
+            Hashes::Hashing(done) => done.blocking_recv().ok(),
+        }
+    }
+}
 
 impl std::fmt::Debug for CarriedHashes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,22 +111,26 @@ impl std::fmt::Debug for CarriedHashes {
 }
 
 impl CarriedHashes {
-    /// A copy of the hashers of upload `id` if they reached `offset` (the entry stays, so that a
-    /// request that fails leaves them for its retry).
-    pub(crate) fn get(&self, id: &UploadId, offset: u64) -> Option<Vec<Hasher>> {
-        let carried = self.0.lock().expect("carried hashes lock poisoned");
-        carried.get(id).filter(|(at, _)| *at == offset).map(|(_, hashers)| hashers.clone())
+    /// The hashers of upload `id` if they reach `offset`. They leave the map: the request that
+    /// takes them puts back what it carries on (a request that fails before that leaves the next
+    /// one to restore the recorded checkpoint).
+    pub(crate) fn take(&self, id: &UploadId, offset: u64) -> Option<Hashes> {
+        let mut carried = self.0.lock().expect("carried hashes lock poisoned");
+        if carried.get(id).is_none_or(|(at, _)| *at != offset) {
+            return None;
+        }
+        carried.remove(id).map(|(_, hashes)| hashes)
     }
 
     /// Keeps the hashers of upload `id` at `offset`.
-    pub(crate) fn put(&self, id: &UploadId, offset: u64, hashers: Vec<Hasher>) {
+    pub(crate) fn put(&self, id: &UploadId, offset: u64, hashes: Hashes) {
         let mut carried = self.0.lock().expect("carried hashes lock poisoned");
         if carried.len() >= CARRIED_MAX && !carried.contains_key(id) {
             if let Some(any) = carried.keys().next().cloned() {
                 carried.remove(&any);
             }
         }
-        carried.insert(id.clone(), (offset, hashers));
+        carried.insert(id.clone(), (offset, hashes));
     }
 
     /// Drops what is carried for upload `id` (finished or ended).
@@ -142,15 +179,14 @@ pub(super) struct TapState {
 }
 
 impl HashTap {
-    /// The hashers and how many bytes they were fed, once the stream has been dropped.
-    pub(crate) async fn take(self) -> Option<(Vec<Hasher>, u64)> {
-        let (inline, offloaded, fed) = {
-            let mut s = self.0.lock().expect("tap lock poisoned");
-            (s.inline.take(), s.offloaded.take(), s.fed)
-        };
-        match (inline, offloaded) {
-            (Some(h), _) => Some((h, fed)),
-            (None, Some(rx)) => rx.await.ok().map(|h| (h, fed)),
+    /// The hashers and how many bytes they were fed, once the stream has been dropped; an
+    /// offloaded hasher may still be hashing the last of them.
+    pub(crate) fn take(self) -> Option<(Hashes, u64)> {
+        let mut s = self.0.lock().expect("tap lock poisoned");
+        let fed = s.fed;
+        match (s.inline.take(), s.offloaded.take()) {
+            (Some(h), _) => Some((Hashes::Ready(h), fed)),
+            (None, Some(rx)) => Some((Hashes::Hashing(rx), fed)),
             (None, None) => None,
         }
     }

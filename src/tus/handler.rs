@@ -125,7 +125,10 @@ async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Respons
             }
         }
     } else if length == Some(0) {
-        let hashers = app.resumable.resume_hash(&record, 0).await.unwrap_or_default();
+        let hashers = match app.resumable.resume_hash(&record, 0).await {
+            Some(hashes) => hashes.wait().await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         record = app.resumable.finish(&record, digests(hashers)).await?.0;
     }
     expires(&mut res, &record);

@@ -99,7 +99,8 @@ async fn a_non_multipart_body_to_form_is_415_not_multipart() {
 #[tokio::test]
 async fn a_form_cut_off_by_a_disconnect_leaves_nothing() {
     let server = TestServer::default_disk().await;
-    let data = pseudo_random(400_000, 3);
+    // Half of it is more than one write batch (256 KiB), so the file reaches storage.
+    let data = pseudo_random(1_200_000, 3);
     let body = Multipart::new().text("a", "b").file("f", "big.bin", "application/octet-stream", &data).finish();
     let mut conn = RawConn::connect(server.addr).await;
     let head = format!(
@@ -121,11 +122,11 @@ async fn a_raw_body_cut_off_by_a_disconnect_leaves_nothing() {
     let server = TestServer::default_disk().await;
     let mut conn = RawConn::connect(server.addr).await;
     let head = format!(
-        "POST {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n",
+        "POST {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 1200000\r\n\r\n",
         raw_path("/raw?name=cut.txt")
     );
     conn.send(head.as_bytes()).await;
-    conn.send(&[b'z'; 500_000]).await;
+    conn.send(&[b'z'; 600_000]).await;
     wait_for_partial(&server).await;
     drop(conn);
     server.assert_nothing_stored().await;

@@ -111,11 +111,11 @@ async fn an_unfinished_upload_cannot_be_downloaded() {
     let server = TestServer::default_disk().await;
     let mut conn = RawConn::connect(server.addr).await;
     let head = format!(
-        "POST {PREFIX}/raw?name=slow.txt HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 400000\r\n\r\n"
+        "POST {PREFIX}/raw?name=slow.txt HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 1200000\r\n\r\n"
     );
     conn.send(head.as_bytes()).await;
-    // More than one write batch, so the data file exists.
-    conn.send(&[b'a'; 200_000]).await;
+    // More than one write batch (256 KiB), so the data file exists.
+    conn.send(&[b'a'; 600_000]).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let id = loop {
         if let Some(name) = server.partial_files().into_iter().find_map(|n| n.strip_prefix("tmp/").map(str::to_owned)) {
@@ -126,7 +126,7 @@ async fn an_unfinished_upload_cannot_be_downloaded() {
     };
     let res = get(&server, &server.url(&format!("/files/{id}")), None).await;
     assert_problem(res, 404, "upload_not_found").await;
-    conn.send(&[b'b'; 200_000]).await;
+    conn.send(&[b'b'; 600_000]).await;
     let res = conn.response().await.expect("the upload's response");
     assert_eq!(res.status, 201);
     let stored = res.json()["files"][0]["id"].as_str().unwrap().to_owned();

@@ -368,3 +368,41 @@ async fn the_digest_survives_losing_the_carried_hashers() {
         ])
         .await;
 }
+
+/// `PATCH`es large enough to hash on a thread of their own answer before that thread is done:
+/// the next request's thread waits for its hashers while the bytes stream in. The digest stays
+/// right whatever follows such a `PATCH`: another one that hashes on a thread, one small enough
+/// to hash inline (it waits for the hashers itself), one undone by a checksum mismatch (the
+/// hashers are dropped and the next request reads back from the recorded checkpoint), and the
+/// last one, which waits for the digest before it catalogues the file.
+#[tokio::test]
+async fn a_patch_hashed_on_a_thread_answers_before_its_hash_is_done() {
+    // Tests hash on a thread past 64 KiB.
+    let big = 100 * 1024;
+    let body: Vec<u8> = (0..(6 * big + 3 * 1000) as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let (store, state) = (InMemory::new(), intake::state::MemoryState::new());
+    let mut s = Session::new(crate::app(crate::uploads(&store).state(state)));
+    let mut cases = vec![create("an upload", "a", body.len() as u64)];
+    let mut at = 0;
+    for (n, len) in [big, big, 1000, big, 1000, big].into_iter().enumerate() {
+        cases.push(patch("a PATCH", "a", at, &body[at as usize..at as usize + len]).status(204));
+        at += len as u64;
+        if n == 3 {
+            let wrong = patch("a checksum mismatch (undone)", "a", at, &body[at as usize..at as usize + big])
+                .header("upload-checksum", checksum("sha1", b"something else"))
+                .status(460);
+            cases.push(wrong);
+        }
+    }
+    cases.push(patch("the last, inline", "a", at, &body[at as usize..at as usize + 1000]).status(204));
+    at += 1000;
+    cases.push(patch("the rest, on a thread", "a", at, &body[at as usize..]).status(204));
+    cases.push(
+        Case::new("the file and its digest", "GET", "{a}")
+            .tus()
+            .status(200)
+            .expect("etag", format!("\"{}\"", sha256_hex(&body)))
+            .expect_body(body.clone()),
+    );
+    s.run(&cases).await;
+}
