@@ -9,7 +9,7 @@
 use crate::common::*;
 use async_trait::async_trait;
 use axum::{Router, body::Body};
-use futures_util::{TryStreamExt, stream::BoxStream};
+use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use intake::{
@@ -41,15 +41,23 @@ struct Crash {
 struct Crashing {
     inner: LocalDisk,
     plan: Arc<Mutex<Option<(Crash, usize)>>>,
+    /// The next append writes only this many bytes, takes the rest and fails.
+    short: Arc<Mutex<Option<usize>>>,
 }
 
 impl Crashing {
     fn new(inner: LocalDisk) -> Self {
-        Self { inner, plan: Arc::default() }
+        Self { inner, plan: Arc::default(), short: Arc::default() }
     }
 
     fn arm(&self, crash: Crash) {
         *self.plan.lock().unwrap() = Some((crash, 0));
+    }
+
+    /// Makes the next append keep only its first `bytes`, take the rest and fail, as a disk
+    /// that fills up does (the server lives on).
+    fn shorten_next_append(&self, bytes: usize) {
+        *self.short.lock().unwrap() = Some(bytes);
     }
 
     fn disarm(&self) {
@@ -119,9 +127,20 @@ impl ResumableStore for Crashing {
         key: &ObjectKey,
         state: &ResumableState,
         offset: u64,
-        data: ByteStream<'_>,
+        mut data: ByteStream<'_>,
     ) -> Result<Appended, StoreError> {
-        self.run("append", self.resumable_inner().append(key, state, offset, data)).await
+        let Some(keep) = self.short.lock().unwrap().take() else {
+            return self.run("append", self.resumable_inner().append(key, state, offset, data)).await;
+        };
+        let (mut kept, mut seen) = (Vec::new(), 0);
+        while let Some(chunk) = data.try_next().await.map_err(StoreError::Body)? {
+            if seen < keep {
+                kept.push(Ok(chunk.slice(..(keep - seen).min(chunk.len()))));
+            }
+            seen += chunk.len();
+        }
+        self.resumable_inner().append(key, state, offset, futures_util::stream::iter(kept).boxed()).await?;
+        Err(StoreError::backend(std::io::Error::other("no space left on the device")))
     }
     async fn offset(&self, key: &ObjectKey, state: &ResumableState) -> Result<u64, StoreError> {
         self.resumable_inner().offset(key, state).await
@@ -430,4 +449,28 @@ async fn a_concatenation_cut_before_its_record_leaves_an_orphan_the_sweep_remove
     let (status, headers, _) = node.ok(concat()).await;
     assert_eq!(status, StatusCode::CREATED, "the partial uploads are intact: concatenating again works");
     assert_eq!(node.ok(tus("GET", &location(&headers))).await.2, b"hello world");
+}
+
+/// An append that fails partway (a full disk) keeps some of the bytes its whole-upload hashers
+/// were fed: they are dropped, and the upload's recorded checkpoint stays, so the request that
+/// resumes reads back from it and the file still gets its digest (before, the record lost its
+/// checkpoint and the file was catalogued without a digest).
+#[tokio::test]
+async fn an_append_cut_short_by_the_store_keeps_the_upload_digest() {
+    let (_dir, store, state) = setup();
+    let data = pseudo_random(300_000, 2);
+    let node = Node::start(&store, &state);
+    let url = location(&node.ok(tus_create(data.len())).await.1);
+    assert_eq!(node.ok(tus_patch(&url, 0, &data[..100_000])).await.0, 204);
+    store.shorten_next_append(50_000);
+    let (status, headers, _) = node.ok(tus_patch(&url, 100_000, &data[100_000..200_000])).await;
+    assert!(status.is_server_error(), "the failed append answers {status}");
+    assert_eq!(headers["upload-offset"].to_str().unwrap(), "150000", "with what the store kept");
+    let (_, headers, _) = node.ok(tus("HEAD", &url)).await;
+    assert_eq!(headers["upload-offset"].to_str().unwrap(), "150000");
+    assert_eq!(node.ok(tus_patch(&url, 150_000, &data[150_000..])).await.0, 204);
+    let (status, headers, body) = node.ok(tus("GET", &url)).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, data.as_slice()), "the file is whole");
+    let etag = headers.get("etag").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(etag, Some(format!("\"{}\"", sha256_hex(&data))), "with its digest");
 }
