@@ -8,15 +8,10 @@
 //! INTAKE_BENCH_RUSTUS=/work/rustus/target/release/rustus cargo bench --bench tus   # with rustus 1.1.4
 //! INTAKE_BENCH_TUS_PATCH_MIB=0,5,0.25   # PATCH sizes in MiB (0: one PATCH); this is the default
 //! INTAKE_BENCH_TUS_STORAGE=tmpfs,disk   # storages; INTAKE_BENCH_TUS_CLIENT=close,keep  # clients
-//! INTAKE_BENCH_TUS_SENDER=reqwest       # PATCH bodies through reqwest instead of sendfile
 //! ```
 //!
 //! `POST` with `Upload-Length`, then `PATCH`es of `application/offset+octet-stream` one after
-//! the other, as tus clients send them, timed from the `POST` to the last `204`. The `PATCH`es
-//! go out from a minimal HTTP/1.1 client on a blocking socket that sends each body with
-//! `sendfile(2)` from a file of the benchmark's data (on tmpfs): the client then costs the
-//! 2 cores it shares with the server as little as it can (reqwest copies every chunk through
-//! hyper's buffers, and at these rates that moves the servers' figures). Servers:
+//! the other, as tus clients send them, timed from the `POST` to the last `204`. Servers:
 //!
 //! - `tus`: the real router with upload state in `RedbState` (the default of `uploads_router()`;
 //!   rate limit disabled, otherwise its defaults: SHA-256 carried across the `PATCH`es,
@@ -37,13 +32,12 @@
 mod common;
 
 use common::{
-    CHUNK, KIB, Kind, MIB, Rate, Report, Row, Run, Server, Spec, TUS_RESUMABLE, body_stream_at, chain, client, client_runtime,
+    KIB, Kind, MIB, Rate, Report, Row, Run, Server, Spec, TUS_RESUMABLE, body_stream_at, chain, client, client_runtime,
     data_pool, expect_status, within,
 };
 use reqwest::header;
 use std::{
     path::PathBuf,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -164,7 +158,6 @@ fn create_path(kind: Kind) -> &'static str {
 /// until the last `204` has been read, the upload's URL and the number of PATCHes.
 async fn upload_tus(
     client: &reqwest::Client,
-    sender: &Sender,
     base: &str,
     create: &str,
     pool: &bytes::Bytes,
@@ -186,204 +179,28 @@ async fn upload_tus(
     let url = if location.starts_with('/') { format!("{base}{location}") } else { location.to_owned() };
     let step = if patch == 0 { size } else { patch };
     let (mut offset, mut patches) = (0u64, 0u64);
-    match sender {
-        Sender::Sendfile(source, keep) => {
-            let (source, target) = (source.clone(), url.clone());
-            let mut raw = RawClient::new(&target, *keep)?;
-            patches = tokio::task::spawn_blocking(move || {
-                let mut patches = 0;
-                while offset < size {
-                    let len = step.min(size - offset);
-                    raw.patch(offset, len, &source)?;
-                    offset += len;
-                    patches += 1;
-                }
-                Ok::<_, String>(patches)
-            })
+    while offset < size {
+        let len = step.min(size - offset);
+        let res = client
+            .patch(&url)
+            .header(TUS_RESUMABLE.0, TUS_RESUMABLE.1)
+            .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+            .header("upload-offset", offset)
+            .header(header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(body_stream_at(pool.clone(), offset, len)))
+            .send()
             .await
-            .map_err(|e| format!("the sending thread: {e}"))??;
-        }
-        Sender::Reqwest => {
-            while offset < size {
-                let len = step.min(size - offset);
-                let res = client
-                    .patch(&url)
-                    .header(TUS_RESUMABLE.0, TUS_RESUMABLE.1)
-                    .header(header::CONTENT_TYPE, "application/offset+octet-stream")
-                    .header("upload-offset", offset)
-                    .header(header::CONTENT_LENGTH, len)
-                    .body(reqwest::Body::wrap_stream(body_stream_at(pool.clone(), offset, len)))
-                    .send()
-                    .await
-                    .map_err(|e| format!("PATCH {url} at {offset}: {}", chain(&e)))?;
-                let what = format!("PATCH {url} at {offset}");
-                let headers = expect_status(&what, res, reqwest::StatusCode::NO_CONTENT).await?;
-                let new_offset = headers.get("upload-offset").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                if new_offset != Some(offset + len) {
-                    return Err(format!("{what}: Upload-Offset {new_offset:?}, expected {}", offset + len));
-                }
-                offset += len;
-                patches += 1;
-            }
-        }
-    }
-    Ok((started.elapsed(), url, patches))
-}
-
-/// How `PATCH` bodies are sent.
-enum Sender {
-    /// With `sendfile` from [`Source`], over a connection per request or one kept (`true`).
-    Sendfile(Arc<Source>, bool),
-    /// With reqwest, from the pool in memory (`INTAKE_BENCH_TUS_SENDER=reqwest`).
-    Reqwest,
-}
-
-/// The bytes clients send, in a file: the pool repeated, so that a body goes out with
-/// `sendfile` (std's `io::copy` from a file to a socket uses it on Linux) and the client costs
-/// the shared 2 cores as little as it can. A reqwest client copies every chunk through hyper's
-/// buffers, and at these rates its CPU moves the servers' figures; the brief asks for a
-/// `sendfile` client when a server nears what one `curl` stream can send.
-struct Source {
-    file: std::fs::File,
-    len: u64,
-}
-
-/// Copies of the pool in the source file: fewer `sendfile` calls per body.
-const SOURCE_COPIES: usize = 32;
-
-impl Source {
-    /// The pool repeated in an unlinked file under `dir`.
-    fn new(pool: &bytes::Bytes, dir: &std::path::Path) -> common::Res<Self> {
-        use std::io::Write as _;
-        let path = dir.join(format!("intake-bench-source-{}.bin", std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| format!("create {}: {e}", path.display()))?;
-        let _ = std::fs::remove_file(&path);
-        for _ in 0..SOURCE_COPIES {
-            file.write_all(pool).map_err(|e| format!("write the source file: {e}"))?;
-        }
-        Ok(Self { file, len: (pool.len() * SOURCE_COPIES) as u64 })
-    }
-
-    /// Sends bytes `offset..offset + len` of the pool's endless repetition to `out`, with
-    /// `sendfile(2)` (std's `io::copy` no longer uses it from a file to a socket).
-    fn send(&self, offset: u64, len: u64, out: &mut std::net::TcpStream) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let period = CHUNK as u64;
-        let mut sent = 0;
-        while sent < len {
-            let mut at = ((offset + sent) % period) as libc::off_t;
-            let n = (len - sent).min(self.len - at as u64) as usize;
-            // SAFETY: both descriptors are open for the call; `at` is a valid offset pointer.
-            let done = unsafe { libc::sendfile(out.as_raw_fd(), self.file.as_raw_fd(), &mut at, n) };
-            match done {
-                -1 => {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-                0 => return Err(std::io::Error::other("sendfile sent nothing")),
-                n => sent += n as u64,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A minimal HTTP/1.1 client for `PATCH`es, on blocking sockets: headers, a `sendfile` body,
-/// then the answer's head (and body, if any).
-struct RawClient {
-    addr: std::net::SocketAddr,
-    host: String,
-    path: String,
-    keep: bool,
-    conn: Option<std::net::TcpStream>,
-}
-
-impl RawClient {
-    fn new(url: &str, keep: bool) -> common::Res<Self> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: not http://"))?;
-        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let addr = host.parse().map_err(|e| format!("{url}: {e}"))?;
-        Ok(Self { addr, host: host.to_owned(), path: path.to_owned(), keep, conn: None })
-    }
-
-    /// One `PATCH` of `len` bytes at `offset`; it must answer `204` with the new offset.
-    fn patch(&mut self, offset: u64, len: u64, source: &Source) -> common::Res<()> {
-        let what = format!("PATCH {} at {offset}", self.path);
-        let mut conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => {
-                let conn = std::net::TcpStream::connect(self.addr).map_err(|e| format!("{what}: connect: {e}"))?;
-                conn.set_nodelay(true).map_err(|e| format!("{what}: {e}"))?;
-                conn
-            }
-        };
-        let head = format!(
-            "PATCH {} HTTP/1.1\r\nHost: {}\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: {offset}\r\nContent-Length: {len}\r\n\r\n",
-            self.path, self.host
-        );
-        std::io::Write::write_all(&mut conn, head.as_bytes()).map_err(|e| format!("{what}: {e}"))?;
-        source.send(offset, len, &mut conn).map_err(|e| format!("{what}: {e}"))?;
-        let (status, headers) = read_answer(&mut conn).map_err(|e| format!("{what}: {e}"))?;
-        if status != 204 {
-            return Err(format!("{what}: status {status}"));
-        }
-        let new_offset = headers.iter().find(|(k, _)| k == "upload-offset").and_then(|(_, v)| v.parse::<u64>().ok());
+            .map_err(|e| format!("PATCH {url} at {offset}: {}", chain(&e)))?;
+        let what = format!("PATCH {url} at {offset}");
+        let headers = expect_status(&what, res, reqwest::StatusCode::NO_CONTENT).await?;
+        let new_offset = headers.get("upload-offset").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if new_offset != Some(offset + len) {
             return Err(format!("{what}: Upload-Offset {new_offset:?}, expected {}", offset + len));
         }
-        let closes = headers.iter().any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
-        if self.keep && !closes {
-            self.conn = Some(conn);
-        }
-        Ok(())
+        offset += len;
+        patches += 1;
     }
-}
-
-/// Reads an HTTP/1.1 answer: its status and its headers (names in lower case); a body of
-/// `Content-Length` bytes is read and dropped.
-fn read_answer(conn: &mut std::net::TcpStream) -> std::io::Result<(u16, Vec<(String, String)>)> {
-    use std::io::Read as _;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = conn.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::Error::other("the connection closed before an answer"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let text = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let body = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok()).unwrap_or(0);
-    let mut left = body.saturating_sub(buf.len() - end);
-    while left > 0 {
-        let n = conn.read(&mut chunk[..left.min(4096)])?;
-        if n == 0 {
-            break;
-        }
-        left -= n;
-    }
-    Ok((status, headers))
+    Ok((started.elapsed(), url, patches))
 }
 
 /// The SHA-256 the server catalogued for a finished upload: the `ETag` of its download.
@@ -432,7 +249,7 @@ async fn empty_patches(client: &reqwest::Client, base: &str) -> common::Res<f64>
 const RUSTUS_ARGS: [&str; 10] =
     ["--host", "127.0.0.1", "--port", "{port}", "--data-dir", "{dir}", "--info-dir", "{dir}", "--max-body-size", "2147483648"];
 
-async fn one(spec: Spec, pool: bytes::Bytes, size: u64, sha256: String, source: Option<Arc<Source>>) -> common::Res<Run> {
+async fn one(spec: Spec, pool: bytes::Bytes, size: u64, sha256: String) -> common::Res<Run> {
     let limit = Duration::from_secs(600);
     let server = match spec.kind {
         Kind::Rustus => Server::start_program(Kind::Rustus, &rustus()?, &RUSTUS_ARGS, &spec.root)?,
@@ -449,12 +266,8 @@ async fn one(spec: Spec, pool: bytes::Bytes, size: u64, sha256: String, source: 
         return Ok(run);
     }
     let (base, create) = (server.url(""), server.url(create_path(spec.kind)));
-    let sender = match source {
-        Some(source) => Sender::Sendfile(source, spec.keep_alive),
-        None => Sender::Reqwest,
-    };
     let (elapsed, url, patches) =
-        within(limit, "tus upload", upload_tus(&client, &sender, &base, &create, &pool, size, spec.param)).await?;
+        within(limit, "tus upload", upload_tus(&client, &base, &create, &pool, size, spec.param)).await?;
     let run = Run { patches, ..server.run(elapsed, cpu)? };
     server.verify(1, size)?;
     if matches!(spec.kind, Kind::Tus | Kind::TusNoHash) {
@@ -608,22 +421,13 @@ fn main() {
     let mut rows = rows(with_rustus);
     let pool = data_pool();
     let sha256 = common::pool_sha256(&pool, size);
-    let source = match std::env::var("INTAKE_BENCH_TUS_SENDER").as_deref() {
-        Ok("reqwest") => Ok(None),
-        _ => Source::new(&pool, &common::tmpfs_root().unwrap_or_else(common::storage_root)).map(|s| Some(Arc::new(s))),
-    };
-    let outcome = match source {
-        Err(e) => Err(e),
-        Ok(source) => client_runtime().block_on(async {
-            // Untimed: the first large write of a process tree is slow while the kernel first
-            // hands out page-cache memory; the first measured run should not pay for it.
-            let warm = Row::new("warm-up", "", Kind::Bare).spec();
-            let (pool, sha256) = (&pool, &sha256);
-            let run = |spec| one(spec, pool.clone(), size, sha256.clone(), source.clone());
-            run(warm).await.map_err(|e| format!("warm-up: {e}"))?;
-            common::run_rows(&mut rows, common::runs(), |_| {}, |spec| Box::pin(run(spec))).await
-        }),
-    };
+    let outcome = client_runtime().block_on(async {
+        // Untimed: the first large write of a process tree is slow while the kernel first hands
+        // out page-cache memory; the first measured run should not pay for it.
+        let warm = Row::new("warm-up", "", Kind::Bare).spec();
+        one(warm, pool.clone(), size, sha256.clone()).await.map_err(|e| format!("warm-up: {e}"))?;
+        common::run_rows(&mut rows, common::runs(), |_| {}, |spec| Box::pin(one(spec, pool.clone(), size, sha256.clone()))).await
+    });
     let mut report = Report::new("intake benchmark: tus");
     report.line(format!(
         "\none {} tus upload: POST, then PATCHes one after the other; disk storage under {}, tmpfs under /dev/shm",
