@@ -21,7 +21,7 @@
 //! | `INTAKE_SHUTDOWN_GRACE_SECS` | `30` | on SIGINT/SIGTERM, how long uploads in flight may finish |
 //! | `INTAKE_FSYNC` | `never` | `never`, `finish` (survive power loss) or `always` |
 //! | `INTAKE_MAX_BUF` | (hyper's, about 400 KiB) | bytes each connection buffers (hyper's `max_buf_size`, at least 8192); with `INTAKE_WRITE_BUFFER`, bounds the memory of concurrent uploads |
-//! | `INTAKE_WRITE_BUFFER` | `131072` | bytes an upload gathers before a write to disk (`LocalDisk::with_write_buffer`) |
+//! | `INTAKE_WRITE_BUFFER` | `262144` | bytes an upload gathers before a write to disk (`LocalDisk::with_write_buffer`) |
 //! | `INTAKE_ALLOW` | (any) | comma-separated allowed types, e.g. `image/*,application/pdf` |
 //! | `INTAKE_EXPIRY_SECS` | `86400` | unfinished resumable uploads expire after this long without a request |
 //! | `INTAKE_SWEEP_SECS` | `60` | how often expired uploads are removed |
@@ -136,7 +136,7 @@ impl Settings {
                     panic!("INTAKE_MAX_BUF={v:?}: a number of bytes, at least {}", intake::serve::MIN_BUF_SIZE)
                 })
             }),
-            write_buffer: var("INTAKE_WRITE_BUFFER", 128 * 1024),
+            write_buffer: var("INTAKE_WRITE_BUFFER", 256 * 1024),
             allow: list("INTAKE_ALLOW"),
             expiry: Duration::from_secs(var("INTAKE_EXPIRY_SECS", 24 * 3600)),
             sweep_every: Duration::from_secs(var("INTAKE_SWEEP_SECS", 60).max(1)),
