@@ -372,11 +372,7 @@ impl Resumable {
         }
         let mut file = None;
         if completes {
-            let hashers = match hashes {
-                Some(hashes) => hashes.wait().await.unwrap_or_default(),
-                None => Vec::new(),
-            };
-            let (finished, made) = self.finish(&record, digests(hashers)).await?;
+            let (finished, made) = self.finish(&record, digests(Hashes::finished(hashes).await)).await?;
             record = finished;
             file = Some(made);
         }
@@ -595,16 +591,16 @@ impl Append {
     /// `Content-Length`, or the room left) hashes inline, which costs it no thread and no
     /// wake-up per chunk.
     fn wrap<'a>(self, body: ByteStream<'a>) -> (ByteStream<'a>, HashTap, Arc<Mutex<Option<ProgressReporter>>>) {
-        let tap = Arc::new(Mutex::new(TapState { inline: None, offloaded: None, fed: 0 }));
+        let tap = Arc::new(Mutex::new(TapState { hashes: None, fed: 0 }));
         let mut sender = None;
         let offloads = self.offloads();
         match self.hashes {
             Some(hashes) if offloads => {
                 let (tx, done) = crate::hash::hashing_thread_from(move || hashes.wait_blocking());
-                tap.lock().expect("tap lock poisoned").offloaded = Some(done);
+                tap.lock().expect("tap lock poisoned").hashes = Some(Hashes::Hashing(done));
                 sender = Some(tx);
             }
-            Some(Hashes::Ready(hashers)) => tap.lock().expect("tap lock poisoned").inline = Some(hashers),
+            Some(ready @ Hashes::Ready(_)) => tap.lock().expect("tap lock poisoned").hashes = Some(ready),
             Some(Hashes::Hashing(_)) => unreachable!("busy hashers are waited for before an inline append"),
             None => {}
         }
@@ -658,7 +654,7 @@ impl Append {
                 }
                 None => {
                     let mut tap = st.tap.lock().expect("tap lock poisoned");
-                    if let Some(hashers) = &mut tap.inline {
+                    if let Some(Hashes::Ready(hashers)) = &mut tap.hashes {
                         hashers.iter_mut().for_each(|h| h.update(&chunk));
                     }
                     tap.fed += chunk.len() as u64;

@@ -95,6 +95,15 @@ impl Hashes {
         }
     }
 
+    /// The hashers of an upload that is complete, once done (none when they are lost: the file
+    /// then gets no digests).
+    pub(crate) async fn finished(hashes: Option<Self>) -> Vec<Hasher> {
+        match hashes {
+            Some(hashes) => hashes.wait().await.unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
     /// [`Hashes::wait`] for a blocking thread.
     pub(crate) fn wait_blocking(self) -> Option<Vec<Hasher>> {
         match self {
@@ -173,8 +182,8 @@ pub(crate) fn digests(hashers: Vec<Hasher>) -> Digests {
 pub(crate) struct HashTap(pub(super) Arc<Mutex<TapState>>);
 
 pub(super) struct TapState {
-    pub(super) inline: Option<Vec<Hasher>>,
-    pub(super) offloaded: Option<oneshot::Receiver<Vec<Hasher>>>,
+    /// The hashers: `Ready` ones hashed inline as the stream passes, or the thread fed by it.
+    pub(super) hashes: Option<Hashes>,
     pub(super) fed: u64,
 }
 
@@ -184,10 +193,6 @@ impl HashTap {
     pub(crate) fn take(self) -> Option<(Hashes, u64)> {
         let mut s = self.0.lock().expect("tap lock poisoned");
         let fed = s.fed;
-        match (s.inline.take(), s.offloaded.take()) {
-            (Some(h), _) => Some((Hashes::Ready(h), fed)),
-            (None, Some(rx)) => Some((Hashes::Hashing(rx), fed)),
-            (None, None) => None,
-        }
+        s.hashes.take().map(|hashes| (hashes, fed))
     }
 }

@@ -23,7 +23,7 @@ pub(crate) use append::inconsistent_length;
 pub(crate) use append::{AppendOptions, Appended};
 pub(crate) use checksum::{CHECKSUM_ALGORITHMS, Checksum};
 pub(crate) use finish::{assemble, first_bytes};
-pub(crate) use hashing::{checkpoint, digests, restore};
+pub(crate) use hashing::{Hashes, checkpoint, digests, restore};
 
 use crate::{
     config::UploadConfig,

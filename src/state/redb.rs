@@ -183,6 +183,16 @@ fn must_be_durable(old: &UploadRecord, new: &UploadRecord) -> bool {
     progress_only != *new
 }
 
+/// Commits `old` changed into `new`: durably when the change is one a crash must not lose (see
+/// [`must_be_durable`]), else without a flush of its own.
+fn commit_change(mut txn: redb::WriteTransaction, old: &UploadRecord, new: &UploadRecord) -> Result<(), StateError> {
+    if !must_be_durable(old, new) {
+        txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
+    }
+    put(&txn, new, Some(old))?;
+    txn.commit().map_err(StateError::backend)
+}
+
 /// Writes `record` and keeps the expiry index in step with the record it replaces.
 fn put(txn: &redb::WriteTransaction, record: &UploadRecord, old: Option<&UploadRecord>) -> Result<(), StateError> {
     let mut records = txn.open_table(RECORDS).map_err(StateError::backend)?;
@@ -237,23 +247,20 @@ impl StateStore for RedbState {
             tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if multi_thread {
             return tokio::task::block_in_place(|| {
-                let mut txn = self.db.begin_write().map_err(StateError::backend)?;
+                let txn = self.db.begin_write().map_err(StateError::backend)?;
                 let Some(old) = get_in(&txn, id)? else { return Ok(None) };
                 let mut new = old.clone();
                 if !change(&mut new) {
                     return Ok(Some(old));
                 }
-                if !must_be_durable(&old, &new) {
-                    txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
-                }
-                put(&txn, &new, Some(&old))?;
-                txn.commit().map_err(StateError::backend)?;
+                commit_change(txn, &old, &new)?;
                 Ok(Some(new))
             });
         }
-        // Elsewhere the change, which borrows from the caller, so it cannot run on the blocking pool: read, change,
-        // then write only if the record is still the one read (else run the change again on the
-        // newer one). redb serialises write transactions, which makes the check-and-write atomic.
+        // Elsewhere the change, which borrows from the caller, so it cannot run on the blocking
+        // pool: read, change, then write only if the record is still the one read (else run the
+        // change again on the newer one). redb serialises write transactions, which makes the
+        // check-and-write atomic.
         let mut current = self.get(id).await?;
         loop {
             let Some(old) = current else { return Ok(None) };
@@ -264,16 +271,12 @@ impl StateStore for RedbState {
             let id = id.clone();
             let outcome = self
                 .blocking(move |db| {
-                    let mut txn = db.begin_write().map_err(StateError::backend)?;
+                    let txn = db.begin_write().map_err(StateError::backend)?;
                     let stored = get_in(&txn, &id)?;
                     if stored.as_ref() != Some(&old) {
                         return Ok(Err(stored));
                     }
-                    if !must_be_durable(&old, &new) {
-                        txn.set_durability(redb::Durability::None).map_err(StateError::backend)?;
-                    }
-                    put(&txn, &new, Some(&old))?;
-                    txn.commit().map_err(StateError::backend)?;
+                    commit_change(txn, &old, &new)?;
                     Ok(Ok(new))
                 })
                 .await?;

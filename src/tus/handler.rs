@@ -10,7 +10,7 @@ use crate::{
     error::Problem,
     hooks::CreateRequest,
     id::UploadId,
-    resumable::{AppendOptions, Checksum, assemble, digests, first_bytes, resumable_of},
+    resumable::{AppendOptions, Checksum, Hashes, assemble, digests, first_bytes, resumable_of},
     state::{Concat, Protocol, UploadRecord},
     storage::{FileMeta, ObjectKey},
 };
@@ -125,10 +125,7 @@ async fn create_tus(app: &AppState, parts: &Parts, body: Body) -> Result<Respons
             }
         }
     } else if length == Some(0) {
-        let hashers = match app.resumable.resume_hash(&record, 0).await {
-            Some(hashes) => hashes.wait().await.unwrap_or_default(),
-            None => Vec::new(),
-        };
+        let hashers = Hashes::finished(app.resumable.resume_hash(&record, 0).await).await;
         record = app.resumable.finish(&record, digests(hashers)).await?.0;
     }
     expires(&mut res, &record);
