@@ -109,7 +109,7 @@ where
     B::Error: Into<BoxError>,
 {
     refuse_multipart(&parts.headers)?;
-    store_as(store, parts, body, None).await
+    store_as(store, parts, body, None, false).await
 }
 
 /// Refuses a `multipart/*` body where a raw one is expected.
@@ -125,12 +125,15 @@ pub(crate) fn refuse_multipart(headers: &HeaderMap) -> Result<(), Problem> {
 }
 
 /// [`store_body`] with what a pre-create hook made of the request (metadata, owner, key
-/// prefix).
+/// prefix). A caller that `catalogues` the file it gets back makes that row the commit point,
+/// so the object is put [fresh](PutOptions::fresh); [`store_body`]'s caller may keep no
+/// catalogue, and its objects appear whole or not at all.
 pub(crate) async fn store_as<B>(
     store: &dyn Store,
     parts: &Parts,
     body: B,
     created: Option<crate::hooks::CreateRequest>,
+    catalogues: bool,
 ) -> Result<FileRecord, Problem>
 where
     B: Body<Data = Bytes> + Send,
@@ -142,7 +145,11 @@ where
     };
     let id = UploadId::random();
     let key = ObjectKey::of(key_prefix.as_ref(), &id);
-    let options = PutOptions { length: declared_length(&parts.headers), content_type: meta.content_type.clone() };
+    let options = PutOptions {
+        content_type: meta.content_type.clone(),
+        fresh: catalogues,
+        ..PutOptions::with_length(declared_length(&parts.headers))
+    };
     let stored = store.put(&key, data_stream(body), options).await.map_err(|e| e.to_problem())?;
     Ok(FileRecord {
         id,

@@ -370,7 +370,8 @@ async fn receive_file(
     meta.content_type = sniffed.map(|s| s.content_type).or(meta.content_type);
     let id = UploadId::random();
     let key = ObjectKey::of(created.key_prefix.as_ref(), &id);
-    let options = PutOptions { length: None, content_type: meta.content_type.clone() };
+    // The id is new, and the catalog row written after the put is the file's commit point.
+    let options = PutOptions { content_type: meta.content_type.clone(), ..PutOptions::default() }.fresh();
     let stored = app.store.put(&key, data_stream(body), options).await.map_err(|e| match e {
         crate::storage::StoreError::Body(source) => field_problem(source),
         other => other.to_problem(),

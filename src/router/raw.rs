@@ -19,7 +19,7 @@ pub(super) async fn upload(State(app): State<AppState>, req: Request) -> Respons
         let length = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let asked = CreateRequest::new("raw", &parts, length, declared_meta(&parts), client_name);
         let created = app.admit(&parts, asked).await?;
-        let file = store_as(app.store.as_ref(), &parts, body, Some(created)).await?;
+        let file = store_as(app.store.as_ref(), &parts, body, Some(created), true).await?;
         app.catalog(std::slice::from_ref(&file)).await?;
         Ok::<_, Problem>(file)
     };

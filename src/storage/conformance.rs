@@ -56,6 +56,7 @@ pub async fn run(store: &dyn Store) {
     put_replaces_atomically(store, &keys).await;
     declared_length(store, &keys).await;
     failed_and_dropped_puts_leave_nothing(store, &keys).await;
+    fresh_puts(store, &keys).await;
     empty_object(store, &keys).await;
     list(store, &keys).await;
     if let Some(resumable) = store.resumable() {
@@ -113,6 +114,25 @@ async fn failed_and_dropped_puts_leave_nothing(store: &dyn Store, keys: &Keys) {
     assert!(tokio::time::timeout(Duration::from_millis(50), put).await.is_err(), "the put waits for the rest");
     assert!(gone(store.head(&key).await), "a dropped put leaves nothing");
     assert_eq!(store.clean_up(0).await.expect("clean_up"), 0, "and nothing for clean_up either");
+}
+
+/// A fresh put (a new key, recorded by the caller afterwards) may be written in place, but
+/// stores the same object, and one that fails or is dropped still leaves nothing.
+async fn fresh_puts(store: &dyn Store, keys: &Keys) {
+    let fresh = || PutOptions::default().fresh();
+    let key = keys.key();
+    assert_eq!(store.put(&key, chunks(&[b"fresh ", b"bytes"]), fresh()).await.expect("fresh put").size, 11);
+    assert_eq!(read(store, &key, None).await, b"fresh bytes", "a fresh put stores the object");
+    store.delete(&key).await.expect("delete");
+    let key = keys.key();
+    assert!(matches!(store.put(&key, failing(&[b"partial"]), fresh()).await, Err(StoreError::Body(_))));
+    assert!(gone(store.head(&key).await), "a failed fresh put leaves nothing");
+    let short = store.put(&key, chunks(&[b"abc"]), PutOptions { fresh: true, ..PutOptions::with_length(Some(5)) }).await;
+    assert!(matches!(short, Err(StoreError::Incomplete { offset: 3, length: 5 })), "short of its length: {short:?}");
+    assert!(gone(store.head(&key).await), "a fresh put short of its length leaves nothing");
+    let stalled = chunks(&[b"some bytes"]).chain(stream::pending()).boxed();
+    assert!(tokio::time::timeout(Duration::from_millis(50), store.put(&key, stalled, fresh())).await.is_err());
+    assert!(gone(store.head(&key).await), "a dropped fresh put leaves nothing");
 }
 
 async fn empty_object(store: &dyn Store, keys: &Keys) {

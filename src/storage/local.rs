@@ -38,14 +38,18 @@ pub enum FsyncPolicy {
 ///
 /// ```text
 /// root/objects/{key}   a finished object: one file, nothing beside it
+///                      (or a fresh put in progress, see below)
 /// root/uploads/{key}   a resumable upload in progress (its length is its offset)
-/// root/tmp/{random}    a one-shot put in progress
+/// root/tmp/{random}    a put in progress
 /// ```
 /// An object appears only by an atomic rename, of a put's temporary file once all of it has
 /// arrived or of a resumable upload when it is completed, so no reader ever sees a partial
-/// object. A put whose request fails or is dropped removes its temporary file; one that a crash
-/// cut short leaves it for [`Store::clean_up`]. Keys are validated ([`ObjectKey`]) before they
-/// touch a path.
+/// object. The exception is a [fresh](PutOptions::fresh) put, to a new key that its caller
+/// records only afterwards (intake's form and raw uploads, whose catalog row is the commit
+/// point): it writes `objects/{key}` in place and saves the rename. A put whose request fails or
+/// is dropped removes its file; one that a crash cut short leaves it for [`Store::clean_up`]
+/// (`tmp/`) or for the caller (intake's sweeper removes objects that no catalog row names).
+/// Keys are validated ([`ObjectKey`]) before they touch a path.
 #[derive(Clone, Debug)]
 pub struct LocalDisk {
     inner: Arc<Inner>,
@@ -155,6 +159,11 @@ fn rename_into_place(from: &Path, to: &Path, sync: bool) -> io::Result<()> {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Flushes the directory of `path`, so that a file created there survives a power loss.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path.parent().expect("a store path has a parent"))?.sync_all()
 }
 
 /// Streams `len` bytes of `file` from its current position.
@@ -293,13 +302,23 @@ fn file_or_open(file: Option<File>, open: Option<Opener>) -> Result<File, StoreE
     }
 }
 
-/// Removes a file when dropped unless disarmed: a put whose request is dropped (the client went
-/// away, the server stopped) leaves nothing behind.
-struct RemoveOnDrop(Option<PathBuf>);
+/// Removes a file when dropped unless disarmed, once it has been created: a put whose request
+/// is dropped (the client went away, the server stopped) leaves nothing behind, and one that
+/// could not create its file removes nothing (a fresh put's key may name an object already).
+struct RemoveOnDrop {
+    path: Option<PathBuf>,
+    created: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RemoveOnDrop {
+    fn new(path: PathBuf) -> Self {
+        Self { path: Some(path), created: Arc::default() }
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
+        if let Some(path) = self.path.take().filter(|_| self.created.load(std::sync::atomic::Ordering::Acquire)) {
             let _ = fs::remove_file(path);
         }
     }
@@ -308,10 +327,28 @@ impl Drop for RemoveOnDrop {
 #[async_trait]
 impl Store for LocalDisk {
     async fn put(&self, key: &ObjectKey, mut data: ByteStream<'_>, options: PutOptions) -> Result<ObjectMeta, StoreError> {
-        let temp = self.temp();
-        let mut guard = RemoveOnDrop(Some(temp.clone()));
-        let target = temp.clone();
-        let mut out = BatchedFile::new(Box::new(move || Ok(create_new(&target)?)), self.inner.buffer);
+        // A fresh key is written in place: nothing reads it before the caller records it, so
+        // the object need not appear whole at once, and the staged file's rename is saved (3 to
+        // 8 us of the 80 to 95 us of server CPU a 4 KiB form upload costs). Either way a failed
+        // or dropped put removes what it wrote.
+        let (path, key) = (self.object(key), key.clone());
+        let temp = if options.fresh { path.clone() } else { self.temp() };
+        let mut guard = RemoveOnDrop::new(temp.clone());
+        let (target, created) = (temp.clone(), guard.created.clone());
+        let exists = options.fresh.then(|| key.to_string());
+        let open = move || match create_new(&target) {
+            Ok(file) => {
+                created.store(true, std::sync::atomic::Ordering::Release);
+                Ok(file)
+            }
+            Err(e) => match &exists {
+                Some(key) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    Err(StoreError::backend(format!("a fresh put found an object under {key} already")))
+                }
+                _ => Err(e.into()),
+            },
+        };
+        let mut out = BatchedFile::new(Box::new(open), self.inner.buffer);
         let mut length = LengthCheck::new(options.length);
         while let Some(chunk) = data.next().await {
             let chunk = chunk.map_err(StoreError::Body)?;
@@ -319,19 +356,23 @@ impl Store for LocalDisk {
             out.push(chunk).await?;
         }
         let size = length.end()?;
-        let (sync, path, key) = (self.inner.fsync != FsyncPolicy::Never, self.object(key), key.clone());
+        let (sync, staged) = (self.inner.fsync != FsyncPolicy::Never, !options.fresh);
         let meta = out
             .finish(move |file| {
                 if sync {
                     file.sync_all()?;
                 }
                 drop(file);
-                // The commit point of the bytes: the object appears whole, or not at all.
-                rename_into_place(&temp, &path, sync)?;
+                // A staged object's commit point: it appears whole, or not at all.
+                if staged {
+                    rename_into_place(&temp, &path, sync)?;
+                } else if sync {
+                    sync_dir(&path)?;
+                }
                 Ok(ObjectMeta { key, size, last_modified: super::now_secs() })
             })
             .await?;
-        guard.0 = None;
+        guard.path = None;
         Ok(meta)
     }
 
@@ -579,6 +620,31 @@ mod tests {
         names.sort();
         assert_eq!(names, [format!("objects/{resumable}"), format!("objects/{key}")]);
         assert_eq!(fs::read(dir.path().join("objects").join(key.as_str())).unwrap(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_put_writes_in_place_and_never_over_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        // A chunk of one whole batch reaches the file at once.
+        let store = LocalDisk::new(dir.path()).with_write_buffer(4096);
+        let half = Bytes::from(vec![b'h'; 4096]);
+        let key = ObjectKey::new("0123456789abcdef0123456789abcdef").unwrap();
+        let path = dir.path().join("objects").join(key.as_str());
+        let staged = || fs::read_dir(dir.path().join("tmp")).map_or(0, |d| d.count());
+        // Stalled halfway, the object is already where it ends up, and nothing is staged.
+        let stalled = futures_util::stream::iter([Ok(half.clone())]).chain(futures_util::stream::pending()).boxed();
+        let mut put = store.put(&key, stalled, PutOptions::default().fresh());
+        assert!(tokio::time::timeout(Duration::from_millis(200), put.as_mut()).await.is_err());
+        assert_eq!((fs::read(&path).unwrap(), staged()), (half.to_vec(), 0), "written in place");
+        drop(put);
+        assert!(!path.exists(), "a dropped fresh put removes what it wrote");
+        let data = futures_util::stream::iter([Ok(Bytes::from_static(b"first"))]).boxed();
+        store.put(&key, data, PutOptions::default().fresh()).await.unwrap();
+        assert_eq!(staged(), 0, "nothing staged");
+        let data = futures_util::stream::iter([Ok(Bytes::from_static(b"second"))]).boxed();
+        let over = store.put(&key, data, PutOptions::default().fresh()).await;
+        assert!(matches!(over, Err(StoreError::Backend(_))), "a fresh put refuses a key that names an object: {over:?}");
+        assert_eq!(fs::read(&path).unwrap(), b"first", "and leaves that object as it was");
     }
 
     #[tokio::test]

@@ -253,12 +253,28 @@ pub struct PutOptions {
     pub length: Option<u64>,
     /// The media type, for backends that keep one with the object (S3).
     pub content_type: Option<String>,
+    /// The key is new, and nothing reads the object before the caller records it elsewhere
+    /// (intake's uploads: the file's catalog row is the commit point). A store may then write
+    /// the object in place instead of staging it and moving it there; [`LocalDisk`] does,
+    /// which saves a rename per file. A put that fails or is dropped still leaves nothing
+    /// behind, but a crash in the middle of one can leave part of the object under its key:
+    /// the caller removes what it never recorded (intake's sweeper removes objects that no
+    /// catalog row names, once they are old enough). The caller makes sure no object is under
+    /// the key; `LocalDisk` refuses to write over one.
+    pub fresh: bool,
 }
 
 impl PutOptions {
     /// Options with a declared length.
     pub fn with_length(length: Option<u64>) -> Self {
         Self { length, ..Self::default() }
+    }
+
+    /// These options for a key that is new and recorded elsewhere before anything reads it
+    /// (see [`PutOptions::fresh`]).
+    pub fn fresh(mut self) -> Self {
+        self.fresh = true;
+        self
     }
 }
 
@@ -400,7 +416,8 @@ impl From<std::io::Error> for StoreError {
 /// - `put` stores all of `data` under `key`, replacing an object there, and the object is
 ///   visible only once the put has succeeded; a put that fails (its data failed, passed or fell
 ///   short of the declared length) or is dropped leaves nothing behind, and an object it would
-///   have replaced stays as it was;
+///   have replaced stays as it was (a [fresh](PutOptions::fresh) put, to a key that names no
+///   object, may instead write the object in place, visible before it is whole);
 /// - `get` reads all of an object or a range inside it; `head` describes it;
 /// - `delete` removes an object; deleting one that is not there is not an error;
 /// - `list` yields every object under a prefix (all of them without one), each once.

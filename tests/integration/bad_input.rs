@@ -132,11 +132,12 @@ async fn a_raw_body_cut_off_by_a_disconnect_leaves_nothing() {
     server.assert_nothing_stored().await;
 }
 
-/// Waits (at most 10 s) until an upload shows up in `partial/`, so that a disconnect test
-/// really disconnects mid-upload.
+/// Waits (at most 10 s) until an upload's bytes reach the disk (a one-shot upload writes its
+/// object in place, uncatalogued until it ends), so that a disconnect test really disconnects
+/// mid-upload.
 async fn wait_for_partial(server: &TestServer) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.partial_files().is_empty() {
+    while server.partial_files().is_empty() && server.object_ids().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "the upload never reached storage");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -107,7 +107,8 @@ async fn a_traversal_id_is_404() {
 
 #[tokio::test]
 async fn an_unfinished_upload_cannot_be_downloaded() {
-    // While a slow raw upload is in progress its bytes are a temporary file: not downloadable.
+    // While a slow raw upload is in progress its bytes are written in place, under the id it
+    // will have, but nothing catalogues them yet: not downloadable.
     let server = TestServer::default_disk().await;
     let mut conn = RawConn::connect(server.addr).await;
     let head = format!(
@@ -118,8 +119,8 @@ async fn an_unfinished_upload_cannot_be_downloaded() {
     conn.send(&[b'a'; 600_000]).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let id = loop {
-        if let Some(name) = server.partial_files().into_iter().find_map(|n| n.strip_prefix("tmp/").map(str::to_owned)) {
-            break name;
+        if let Some(id) = server.object_ids().pop() {
+            break id;
         }
         assert!(tokio::time::Instant::now() < deadline, "the upload started");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -132,7 +133,8 @@ async fn an_unfinished_upload_cannot_be_downloaded() {
     let stored = res.json()["files"][0]["id"].as_str().unwrap().to_owned();
     let res = get(&server, &server.url(&format!("/files/{stored}")), None).await;
     assert_eq!(res.status(), 200, "once stored and catalogued it is a file");
-    assert!(server.partial_files().is_empty(), "and its temporary file became the object");
+    assert_eq!(stored, id, "the bytes written in place are the object");
+    assert!(server.partial_files().is_empty());
 }
 
 /// RFC 9110 §14.1.3 for one range, as a table: what each `Range` gets from a 10-byte file and
