@@ -96,12 +96,13 @@ def finishes_within_grace():
 def aborted_after_grace():
     store = tempfile.mkdtemp()
     proc, port = start(grace_secs=1, store=store)
-    # More than one write batch, so the upload's temporary file exists (tmp/{random}).
+    # More than one write batch, so the upload's file exists: a raw upload writes its object in
+    # place, objects/{key}, and only its catalog row (never written here) would make it a file.
     s = begin_upload(port, 1_000_000, b"b" * 300_000)
     deadline = time.time() + 5
-    while time.time() < deadline and not files(store, "tmp"):
+    while time.time() < deadline and not files(store, "objects"):
         time.sleep(0.05)
-    check(len(files(store, "tmp")) == 1 and files(store, "objects") == [], "the stalled upload is in progress (a temporary file)")
+    check(len(files(store, "objects")) == 1 and files(store, "tmp") == [], "the stalled upload is in progress (written in place)")
     proc.send_signal(signal.SIGTERM)
     check(proc.wait(timeout=15) == 0, "the server exited after the grace period")
     check(files(store, "tmp") == [] and files(store, "objects") == [],
