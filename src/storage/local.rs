@@ -302,24 +302,49 @@ fn file_or_open(file: Option<File>, open: Option<Opener>) -> Result<File, StoreE
     }
 }
 
-/// Removes a file when dropped unless disarmed, once it has been created: a put whose request
-/// is dropped (the client went away, the server stopped) leaves nothing behind, and one that
-/// could not create its file removes nothing (a fresh put's key may name an object already).
+/// Removes a put's file when dropped unless disarmed: a put whose request fails or is dropped
+/// (the client went away, the server stopped) leaves nothing behind. The file is created on
+/// the blocking pool, possibly after the put has already failed, so the two sides agree through
+/// one state: whichever comes second removes the file, and a put that could not create its file
+/// removes nothing (a fresh put's key may name an object already).
 struct RemoveOnDrop {
     path: Option<PathBuf>,
-    created: Arc<std::sync::atomic::AtomicBool>,
+    state: Arc<std::sync::atomic::AtomicU8>,
 }
+
+const PENDING: u8 = 0;
+const CREATED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 impl RemoveOnDrop {
     fn new(path: PathBuf) -> Self {
-        Self { path: Some(path), created: Arc::default() }
+        Self { path: Some(path), state: Arc::new(std::sync::atomic::AtomicU8::new(PENDING)) }
+    }
+
+    /// Creates the file with `create`, unless the put was abandoned meanwhile (then the file,
+    /// if made, is removed at once).
+    fn create(
+        state: &std::sync::atomic::AtomicU8,
+        path: &Path,
+        create: impl FnOnce() -> Result<File, StoreError>,
+    ) -> Result<File, StoreError> {
+        use std::sync::atomic::Ordering::AcqRel;
+        let file = create()?;
+        if state.compare_exchange(PENDING, CREATED, AcqRel, std::sync::atomic::Ordering::Acquire).is_err() {
+            drop(file);
+            let _ = fs::remove_file(path);
+            return Err(StoreError::backend("the put was abandoned while its file was being created"));
+        }
+        Ok(file)
     }
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if let Some(path) = self.path.take().filter(|_| self.created.load(std::sync::atomic::Ordering::Acquire)) {
-            let _ = fs::remove_file(path);
+        if let Some(path) = self.path.take() {
+            if self.state.swap(ABANDONED, std::sync::atomic::Ordering::AcqRel) == CREATED {
+                let _ = fs::remove_file(path);
+            }
         }
     }
 }
@@ -334,19 +359,15 @@ impl Store for LocalDisk {
         let (path, key) = (self.object(key), key.clone());
         let temp = if options.fresh { path.clone() } else { self.temp() };
         let mut guard = RemoveOnDrop::new(temp.clone());
-        let (target, created) = (temp.clone(), guard.created.clone());
+        let (target, state) = (temp.clone(), guard.state.clone());
         let exists = options.fresh.then(|| key.to_string());
-        let open = move || match create_new(&target) {
-            Ok(file) => {
-                created.store(true, std::sync::atomic::Ordering::Release);
-                Ok(file)
-            }
-            Err(e) => match &exists {
-                Some(key) if e.kind() == io::ErrorKind::AlreadyExists => {
+        let open = move || {
+            RemoveOnDrop::create(&state, &target, || match (create_new(&target), &exists) {
+                (Err(e), Some(key)) if e.kind() == io::ErrorKind::AlreadyExists => {
                     Err(StoreError::backend(format!("a fresh put found an object under {key} already")))
                 }
-                _ => Err(e.into()),
-            },
+                (created, _) => Ok(created?),
+            })
         };
         let mut out = BatchedFile::new(Box::new(open), self.inner.buffer);
         let mut length = LengthCheck::new(options.length);
@@ -645,6 +666,40 @@ mod tests {
         let over = store.put(&key, data, PutOptions::default().fresh()).await;
         assert!(matches!(over, Err(StoreError::Backend(_))), "a fresh put refuses a key that names an object: {over:?}");
         assert_eq!(fs::read(&path).unwrap(), b"first", "and leaves that object as it was");
+    }
+
+    /// A put that fails or is dropped while its first batch is still on its way to the blocking
+    /// pool (the file not created yet) leaves nothing behind once that batch has run either.
+    /// (Before the put and the pool agreed through one state, 170–210 of these 300 left a file.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_put_failed_while_its_file_is_being_created_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDisk::new(dir.path()).with_write_buffer(4096);
+        let batch = Bytes::from(vec![b'x'; 4096]);
+        for n in 0..300u32 {
+            let key = ObjectKey::new(&format!("{n:032x}")).unwrap();
+            let options = if n % 2 == 0 { PutOptions::default().fresh() } else { PutOptions::default() };
+            let first = futures_util::stream::iter([Ok(batch.clone())]);
+            if n % 3 == 0 {
+                // Dropped: the client stops sending after one batch and the request goes away.
+                let stalled = first.chain(futures_util::stream::pending()).boxed();
+                let put = store.put(&key, stalled, options);
+                assert!(tokio::time::timeout(Duration::from_micros(1), put).await.is_err());
+            } else {
+                let failing = first.chain(futures_util::stream::iter([Err::<Bytes, crate::BoxError>("gone".into())])).boxed();
+                assert!(store.put(&key, failing, options).await.is_err());
+            }
+        }
+        // Batches still in flight have had time to run.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut left = Vec::new();
+        walk(dir.path(), dir.path(), &mut left).unwrap();
+        assert!(
+            left.is_empty(),
+            "{} files left behind: {:?}",
+            left.len(),
+            left.iter().take(3).map(|(k, _)| k.to_string()).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]
