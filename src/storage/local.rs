@@ -12,7 +12,10 @@ use std::{
     io::{self, Seek, SeekFrom, Write},
     ops::Range,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tokio::{io::AsyncReadExt, task::spawn_blocking};
@@ -105,7 +108,7 @@ impl LocalDisk {
         static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let prefix = PREFIX.get_or_init(|| crate::UploadId::random().as_str()[..16].to_owned());
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         self.inner.root.join("tmp").join(format!("{prefix}-{n}"))
     }
 
@@ -309,7 +312,7 @@ fn file_or_open(file: Option<File>, open: Option<Opener>) -> Result<File, StoreE
 /// removes nothing (a fresh put's key may name an object already).
 struct RemoveOnDrop {
     path: Option<PathBuf>,
-    state: Arc<std::sync::atomic::AtomicU8>,
+    state: Arc<AtomicU8>,
 }
 
 const PENDING: u8 = 0;
@@ -318,19 +321,14 @@ const ABANDONED: u8 = 2;
 
 impl RemoveOnDrop {
     fn new(path: PathBuf) -> Self {
-        Self { path: Some(path), state: Arc::new(std::sync::atomic::AtomicU8::new(PENDING)) }
+        Self { path: Some(path), state: Arc::new(AtomicU8::new(PENDING)) }
     }
 
     /// Creates the file with `create`, unless the put was abandoned meanwhile (then the file,
     /// if made, is removed at once).
-    fn create(
-        state: &std::sync::atomic::AtomicU8,
-        path: &Path,
-        create: impl FnOnce() -> Result<File, StoreError>,
-    ) -> Result<File, StoreError> {
-        use std::sync::atomic::Ordering::AcqRel;
+    fn create(state: &AtomicU8, path: &Path, create: impl FnOnce() -> Result<File, StoreError>) -> Result<File, StoreError> {
         let file = create()?;
-        if state.compare_exchange(PENDING, CREATED, AcqRel, std::sync::atomic::Ordering::Acquire).is_err() {
+        if state.compare_exchange(PENDING, CREATED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             drop(file);
             let _ = fs::remove_file(path);
             return Err(StoreError::backend("the put was abandoned while its file was being created"));
@@ -342,7 +340,7 @@ impl RemoveOnDrop {
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if let Some(path) = self.path.take() {
-            if self.state.swap(ABANDONED, std::sync::atomic::Ordering::AcqRel) == CREATED {
+            if self.state.swap(ABANDONED, Ordering::AcqRel) == CREATED {
                 let _ = fs::remove_file(path);
             }
         }
